@@ -1,0 +1,51 @@
+"""`speechrnn <command> ...`: one entry point that hands the rest of the line to a module's main()."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from .errors import SpeechRNNError
+
+# Imported on demand, so `speechrnn predict` never pays for torch or Hydra.
+COMMANDS = {
+    "synth": ("speechrnn.data.synthetic", "render the offline synthetic dataset (espeak-ng)"),
+    "train": ("speechrnn.train", "train a recipe (Hydra overrides; -m for multirun)"),
+    "eval": ("speechrnn.evaluate", "re-evaluate a run dir"),
+    "export": ("speechrnn.export", "export a run or checkpoint to ONNX"),
+    "predict": ("speechrnn.predict", "recognise commands in audio files with an ONNX model"),
+    "detect": ("speechrnn.detect", "spot keywords in long recordings"),
+    "sweep": ("speechrnn.sweep", "hyperparameter search with Optuna"),
+    "inspect": ("speechrnn.inspect", "plot gate activations and hidden states for one utterance"),
+    "gradients": ("speechrnn.gradients", "plot gradient norms over time (vanishing/exploding)"),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "usage: speechrnn <command> [args]\n\ncommands:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"speechrnn: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return int(module.main(rest) or 0)
+    except SpeechRNNError as exc:
+        print(f"speechrnn {name}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"speechrnn {name}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

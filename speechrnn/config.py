@@ -1,0 +1,224 @@
+"""Typed config schema, registered in Hydra's ConfigStore.
+
+``conf/config.yaml`` lists ``base_config`` first in its defaults, so every group file and every
+command-line override is checked against these dataclasses at composition time: an unknown key
+or a value outside an Enum fails before anything runs, and the message lists the valid choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+class DataSource(str, Enum):
+    synthetic = "synthetic"
+    speech_commands = "speech_commands"
+    fsdd = "fsdd"
+    folder = "folder"
+
+
+class OnBadFile(str, Enum):
+    skip = "skip"
+    error = "error"
+
+
+class Cell(str, Enum):
+    rnn = "rnn"
+    lstm = "lstm"
+    gru = "gru"
+
+
+class Nonlinearity(str, Enum):
+    tanh = "tanh"
+    relu = "relu"
+
+
+class Pooling(str, Enum):
+    last = "last"
+    mean = "mean"
+    max = "max"
+    attention = "attention"
+
+
+class Impl(str, Enum):
+    torch = "torch"
+    reference = "reference"
+
+
+class Optimizer(str, Enum):
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class Schedule(str, Enum):
+    onecycle = "onecycle"
+    cosine = "cosine"
+    none = "none"
+
+
+class Logger(str, Enum):
+    none = "none"
+    wandb = "wandb"
+
+
+class Quantize(str, Enum):
+    none = "none"
+    int8 = "int8"
+
+
+@dataclass
+class SynthConfig:
+    per_word: int = 200
+    unknown_per_word: int = 40
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    source: DataSource = DataSource.synthetic
+    # None means the default cache folder (synthetic) or a required setting (other sources).
+    root: Optional[str] = None
+    sample_rate: int = 16000
+    clip_seconds: float = 1.0
+    # Command words; other words in the corpus become _unknown_ (empty: every word is a class).
+    words: list[str] = field(default_factory=list)
+    silence: bool = True
+    unknown: bool = True
+    silence_fraction: float = 0.1
+    unknown_fraction: float = 0.1
+    test_speakers: list[str] = field(default_factory=list)
+    train_manifest: Optional[str] = None
+    val_manifest: Optional[str] = None
+    test_manifest: Optional[str] = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    on_bad_file: OnBadFile = OnBadFile.skip
+    download: bool = False
+    batch_size: int = 64
+    num_workers: int = 2
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    # Long-range memory probe: word first, then this many seconds of noise (None: off).
+    probe_delay_seconds: Optional[float] = None
+
+
+@dataclass
+class FeaturesConfig:
+    n_mfcc: int = 40
+    n_fft: int = 512
+    win_length: int = 480
+    hop_length: int = 160
+    n_mels: int = 40
+    f_min: float = 20.0
+    f_max: Optional[float] = None
+    deltas: int = 0
+    normalize: bool = True
+    freq_masks: int = 0
+    freq_mask_width: int = 8
+    time_masks: int = 0
+    time_mask_width: int = 10
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    time_shift_seconds: float = 0.1
+    noise_dir: Optional[str] = None
+    noise_prob: float = 0.8
+    snr_db_min: float = 5.0
+    snr_db_max: float = 30.0
+    gain_db_min: float = -6.0
+    gain_db_max: float = 6.0
+    speed_min: float = 0.9
+    speed_max: float = 1.1
+
+
+@dataclass
+class ModelConfig:
+    cell: Cell = Cell.gru
+    hidden_size: int = 128
+    num_layers: int = 2
+    bidirectional: bool = False
+    dropout: float = 0.1
+    nonlinearity: Nonlinearity = Nonlinearity.tanh
+    pooling: Pooling = Pooling.last
+    conv_layers: int = 0
+    conv_channels: int = 64
+    input_norm: bool = False
+    impl: Impl = Impl.torch
+
+
+@dataclass
+class OptimConfig:
+    name: Optimizer = Optimizer.adamw
+    lr: float = 3e-3
+    weight_decay: float = 1e-2
+    momentum: float = 0.9
+
+
+@dataclass
+class SchedulerConfig:
+    name: Schedule = Schedule.onecycle
+    pct_start: float = 0.2
+    min_lr: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 20
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    grad_clip: Optional[float] = 5.0
+    early_stopping_patience: Optional[int] = None
+    # true/"last" resumes from this run's checkpoints/last.pt; a path resumes from that file.
+    resume: Optional[str] = None
+    limit_train_batches: Optional[int] = None
+    progress: bool = True
+    deterministic: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    name: Logger = Logger.none
+    project: str = "speechrnn"
+    mode: str = "offline"
+    group: Optional[str] = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ExportConfig:
+    enabled: bool = True
+    filename: str = "model.onnx"
+    opset: int = 17
+    quantize: Quantize = Quantize.none
+    streaming: bool = False
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    # Set by `speechrnn sweep` (the search space); absent for plain training.
+    sweep: Optional[Any] = None
+
+
+def register() -> None:
+    ConfigStore.instance().store(name="base_config", node=Config)
+
+
+register()

@@ -1,0 +1,44 @@
+"""Shared fixtures: the real recordings in ../shared/data and a tiny synthetic set."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+def shared_path(*parts: str) -> Path:
+    """A folder under ../shared/data: fails in CI when missing (CI has it), skips elsewhere."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing; CI must have ../shared/data beside the clone")
+        pytest.skip(f"{path} not present")
+    return path
+
+
+@pytest.fixture(scope="session")
+def fsdd_root() -> Path:
+    return shared_path("fsdd", "recordings")
+
+
+@pytest.fixture(scope="session")
+def noise_root() -> Path:
+    return shared_path("speech_commands_noise")
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory) -> Path:
+    """A small synthetic set in Speech Commands layout: 3 words + 2 unknown words, 3 speakers' worth."""
+    from speechrnn.data.synthetic import render
+
+    out = tmp_path_factory.mktemp("synth")
+    render(out, words=["yes", "no", "up"], unknown_words=["cat", "tree"], per_word=12,
+           unknown_per_word=4, seed=0)
+    return out
