@@ -1,0 +1,77 @@
+"""Checkpoints: tensors and plain data only, written atomically, loaded with weights_only=True.
+
+A checkpoint is a dict with at least ``model`` (state dict), ``config`` (the resolved run config
+as plain containers), ``labels`` and ``epoch``; ``last.pt`` adds the optimizer, scheduler and
+RNG states needed for an exact resume.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .errors import SpeechRNNError
+
+
+def save(state: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write to a temp file in the same folder, fsync, then rename: a crash never leaves a torn file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise SpeechRNNError(f"{path}: checkpoint not found; pass a run dir or a .pt file it wrote")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise SpeechRNNError(
+            f"{path}: refused to load: the checkpoint holds more than tensors and plain data "
+            f"(pickled code?) and is not safe to open ({str(exc).splitlines()[0]}). "
+            "Only load checkpoints written by speechrnn from a source you trust."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise SpeechRNNError(
+            f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]}); "
+            "it may be truncated: use checkpoints/last.pt or best.pt of a finished run"
+        ) from None
+    if not isinstance(state, dict) or not {"model", "config", "labels"} <= state.keys():
+        raise SpeechRNNError(f"{path}: not a speechrnn checkpoint (missing model/config/labels)")
+    return state
+
+
+def resolve(run_or_checkpoint: str | os.PathLike) -> Path:
+    """A run dir means its best checkpoint; a file is taken as is."""
+    path = Path(run_or_checkpoint)
+    if path.is_dir():
+        return path / "checkpoints" / "best.pt"
+    return path
+
+
+def load_model(run_or_checkpoint: str | os.PathLike, map_location: str = "cpu"):
+    """Rebuild the trained model: returns (model in eval mode, config as DictConfig, checkpoint)."""
+    from .models import build_model
+
+    state = load(resolve(run_or_checkpoint), map_location=map_location)
+    cfg: DictConfig = OmegaConf.create(state["config"])
+    model = build_model(cfg, list(state["labels"]))
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model, cfg, state
