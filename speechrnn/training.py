@@ -1,0 +1,451 @@
+"""The training loop: checkpoints, exact resume, early stopping, metrics, AMP and DDP.
+
+`fit(cfg, run_dir)` trains one run and returns its summary. Everything it writes goes into
+run_dir: config.yaml, checkpoints/{best,last}.pt, metrics.jsonl, summary.json and the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from . import checkpoint, reports, tracking
+from .data import build_datasets, build_splits, make_loader
+from .errors import SpeechRNNError
+from .evaluate import evaluate_split
+from .models import build_model, count_parameters
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, dict], None]
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def rng_state() -> dict:
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(_as_python_random_state(state["python"]))
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _as_python_random_state(state):
+    # weights_only loading turns the tuples of random.getstate() into lists.
+    version, internal, gauss = state
+    return version, tuple(internal), gauss
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def broadcast(self, value):
+        """Rank 0's value, on every rank."""
+        if not self.enabled:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
+    """Join the process group that torchrun describes in the environment (gloo on CPU, nccl on GPU)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    device = pick_device(device_name)
+    if world_size == 1:
+        return Distributed(), device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(rank, world_size, local_rank), device
+
+
+def build_optimizer(cfg: DictConfig, params) -> torch.optim.Optimizer:
+    if cfg.optim.name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
+                               weight_decay=cfg.optim.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+
+
+def build_scheduler(cfg: DictConfig, optimizer, total_steps: int):
+    """Stepped once per batch; None when the learning rate is constant."""
+    name = cfg.scheduler.name
+    if name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.optim.lr, total_steps=total_steps, pct_start=cfg.scheduler.pct_start
+        )
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=total_steps, eta_min=cfg.scheduler.min_lr
+        )
+    return None
+
+
+class MetricsLog:
+    """metrics.jsonl: one line per optimizer step ("kind": "step") and per epoch ("kind": "epoch")."""
+
+    def __init__(self, path: Path, enabled: bool):
+        self.path, self.enabled = path, enabled
+        self.steps: list[dict] = []
+        self.epochs: list[dict] = []
+
+    def restore(self, history: dict) -> None:
+        """Resume: keep exactly what the checkpoint saw, dropping lines of an interrupted epoch."""
+        self.steps, self.epochs = list(history["steps"]), list(history["epochs"])
+        if self.enabled:
+            lines = [{"kind": "step", **s} for s in self.steps] + [{"kind": "epoch", **e} for e in self.epochs]
+            lines.sort(key=lambda r: (r.get("step", math.inf) if r["kind"] == "step" else r["last_step"] + 0.5))
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+
+    def add(self, kind: str, record: dict) -> None:
+        (self.steps if kind == "step" else self.epochs).append(record)
+        if self.enabled:
+            with self.path.open("a") as f:
+                f.write(json.dumps({"kind": kind, **record}) + "\n")
+
+    def history(self) -> dict:
+        return {"steps": self.steps, "epochs": self.epochs}
+
+
+def plain_config(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+
+
+def resume_path(cfg: DictConfig, run_dir: Path) -> Optional[Path]:
+    value = cfg.trainer.resume
+    if value in (None, "", "false", "False"):
+        return None
+    if str(value) in ("true", "True", "last"):
+        path = run_dir / "checkpoints" / "last.pt"
+        if not path.exists():
+            raise SpeechRNNError(
+                f"{path}: nothing to resume in this run dir; pass hydra.run.dir=<the interrupted "
+                "run> with trainer.resume=true, or trainer.resume=/path/to/last.pt"
+            )
+        return path
+    return Path(value)
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, run_dir: Path, epoch_callback: Optional[EpochCallback] = None):
+        self.cfg, self.run_dir, self.epoch_callback = cfg, run_dir, epoch_callback
+        self.dist, self.device = init_distributed(cfg.trainer.device)
+        seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
+        self.ckpt_dir = run_dir / "checkpoints"
+        if self.dist.is_main:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+
+        # Rank 0 prepares the data first (the synthetic set may be rendered into a shared cache).
+        if not self.dist.is_main:
+            self.dist.barrier()
+        self.splits = build_splits(cfg.data)
+        if self.dist.is_main:
+            self.dist.barrier()
+        self.labels = self.splits.labels
+        for split, clips in self.splits.items():
+            if not clips:
+                raise SpeechRNNError(f"data: the {split} split is empty; check data.root and the split settings")
+        self.datasets = build_datasets(cfg, self.splits)
+        self.sampler = (
+            DistributedSampler(self.datasets["train"], num_replicas=self.dist.world_size,
+                               rank=self.dist.rank, shuffle=True, seed=cfg.trainer.seed)
+            if self.dist.enabled else None
+        )
+        self.train_loader = make_loader(self.datasets["train"], cfg.data.batch_size, shuffle=True,
+                                        num_workers=cfg.data.num_workers, seed=cfg.trainer.seed,
+                                        sampler=self.sampler)
+        self.eval_loaders = {
+            split: make_loader(self.datasets[split], cfg.data.batch_size, shuffle=False,
+                               num_workers=cfg.data.num_workers, seed=cfg.trainer.seed)
+            for split in ("val", "test")
+        }
+
+        self.model = build_model(cfg, self.labels).to(self.device)
+        self.num_parameters = count_parameters(self.model)
+        self.net = (
+            DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
+            if self.dist.enabled else self.model
+        )
+        self.steps_per_epoch = len(self.train_loader)
+        if cfg.trainer.limit_train_batches:
+            self.steps_per_epoch = min(self.steps_per_epoch, cfg.trainer.limit_train_batches)
+        self.optimizer = build_optimizer(cfg, self.model.parameters())
+        self.scheduler = build_scheduler(cfg, self.optimizer, cfg.trainer.epochs * self.steps_per_epoch)
+        self.amp = bool(cfg.trainer.amp) and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+        self.metrics = MetricsLog(run_dir / "metrics.jsonl", enabled=self.dist.is_main)
+        self.epoch = 0  # epochs completed
+        self.step = 0
+        self.best_val_acc = -1.0
+        self.best_epoch = 0
+        self.epochs_since_best = 0
+        self.train_seconds = 0.0
+        resume = resume_path(cfg, run_dir)
+        if resume is not None:
+            self.load_state(checkpoint.load(resume, map_location=self.device))
+            log.info("resumed from %s after epoch %d", resume, self.epoch)
+        elif self.dist.is_main:
+            self.metrics.path.unlink(missing_ok=True)
+        self.tracker = (
+            tracking.start(cfg.logger, plain_config(cfg), run_dir) if self.dist.is_main else tracking.Tracker()
+        )
+
+    # -- checkpoint state ---------------------------------------------------------------
+    def state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "config": plain_config(self.cfg),
+            "labels": self.labels,
+            "epoch": self.epoch,
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_state(),
+            "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "epochs_since_best": self.epochs_since_best,
+            "train_seconds": self.train_seconds,
+            "history": self.metrics.history(),
+        }
+
+    def load_state(self, state: dict) -> None:
+        if list(state["labels"]) != self.labels:
+            raise SpeechRNNError(f"cannot resume: checkpoint labels {state['labels']} differ from the data's {self.labels}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler and state.get("scheduler"):
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.best_val_acc, self.best_epoch = state["best_val_acc"], state["best_epoch"]
+        self.epochs_since_best = state["epochs_since_best"]
+        self.train_seconds = state["train_seconds"]
+        self.metrics.restore(state["history"])
+
+    def save(self, name: str) -> None:
+        if self.dist.is_main:
+            checkpoint.save(self.state(), self.ckpt_dir / name)
+
+    # -- the loop -----------------------------------------------------------------------
+    def train_epoch(self) -> dict:
+        self.net.train()
+        dataset = self.datasets["train"]
+        dataset.set_epoch(self.epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(self.epoch)
+        else:
+            self.train_loader.generator.manual_seed(self.cfg.trainer.seed * 100_003 + self.epoch)
+        total_loss, correct, seen = 0.0, 0, 0
+        start = time.perf_counter()
+        bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{self.cfg.trainer.epochs}",
+                   disable=not (self.cfg.trainer.progress and self.dist.is_main), leave=False, dynamic_ncols=True)
+        for batch_index, (waves, labels) in enumerate(self.train_loader):
+            if batch_index >= self.steps_per_epoch:
+                break
+            waves, labels = waves.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+            with torch.autocast(device_type=self.device.type, enabled=self.amp):
+                logits = self.net(waves)
+                loss = F.cross_entropy(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            clip = self.cfg.trainer.grad_clip
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip else math.inf)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.step += 1
+            batch = len(labels)
+            total_loss += loss.item() * batch
+            correct += (logits.argmax(dim=1) == labels).sum().item()
+            seen += batch
+            record = {"step": self.step, "epoch": self.epoch + 1, "train/loss": loss.item(),
+                      "train/grad_norm": float(grad_norm), "lr": self.optimizer.param_groups[0]["lr"]}
+            self.metrics.add("step", record)
+            self.tracker.log(record, step=self.step)
+            bar.update()
+            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            clips_s=f"{seen * self.dist.world_size / (time.perf_counter() - start):.0f}")
+        bar.close()
+        seconds = time.perf_counter() - start
+        self.train_seconds += seconds
+        return {"train/loss": total_loss / max(seen, 1), "train/acc": correct / max(seen, 1),
+                "train/clips_per_s": seen * self.dist.world_size / seconds, "epoch_seconds": seconds}
+
+    def validate(self) -> dict:
+        result = evaluate_split(self.model, self.eval_loaders["val"], self.device, self.labels)
+        return {"val/loss": result["loss"], "val/acc": result["accuracy"]}
+
+    def run(self) -> dict:
+        if self.epoch == 0 and self.dist.is_main:
+            # A resumable state exists from the start, so an early Ctrl-C loses nothing.
+            self.save("last.pt")
+        try:
+            while self.epoch < self.cfg.trainer.epochs and not self.should_stop():
+                self.run_epoch()
+        except KeyboardInterrupt:
+            log.warning(
+                "interrupted: %s holds the state after epoch %d. Resume with:\n  speechrnn train %s "
+                "hydra.run.dir=%s trainer.resume=true",
+                self.ckpt_dir / "last.pt", self.epoch, " ".join(self.overrides()), self.run_dir,
+            )
+            raise
+        return self.finish()
+
+    def run_epoch(self) -> None:
+        record = self.train_epoch()
+        record.update(self.validate() if self.dist.is_main else {})
+        self.epoch += 1
+        record.update(epoch=self.epoch, last_step=self.step, lr=self.optimizer.param_groups[0]["lr"])
+        if self.dist.is_main:
+            improved = record["val/acc"] > self.best_val_acc
+            if improved:
+                self.best_val_acc, self.best_epoch, self.epochs_since_best = record["val/acc"], self.epoch, 0
+            else:
+                self.epochs_since_best += 1
+            self.metrics.add("epoch", record)
+            self.tracker.log(record, step=self.step)
+            log.info("epoch %d: train/loss %.4f train/acc %.4f val/loss %.4f val/acc %.4f (%.0f clips/s)",
+                     self.epoch, record["train/loss"], record["train/acc"], record["val/loss"],
+                     record["val/acc"], record["train/clips_per_s"])
+            if improved:
+                self.save("best.pt")
+            self.save("last.pt")
+            if self.epoch_callback is not None:
+                self.epoch_callback(self.epoch, record)
+        self.epochs_since_best = self.dist.broadcast(self.epochs_since_best)
+
+    def should_stop(self) -> bool:
+        patience = self.cfg.trainer.early_stopping_patience
+        if patience and self.epochs_since_best >= patience:
+            log.info("early stopping: val/acc has not improved for %d epochs", patience)
+            return True
+        return False
+
+    def overrides(self) -> list[str]:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            return list(HydraConfig.get().overrides.task)
+        except ValueError:
+            return []
+
+    def finish(self) -> dict:
+        summary = {}
+        if self.dist.is_main:
+            summary = self.test_and_report()
+        self.dist.barrier()
+        return self.dist.broadcast(summary)
+
+    def test_and_report(self) -> dict:
+        best = checkpoint.load(self.ckpt_dir / "best.pt", map_location=self.device)
+        self.model.load_state_dict(best["model"])
+        test = evaluate_split(self.model, self.eval_loaders["test"], self.device, self.labels)
+        epochs = self.metrics.epochs
+        summary = {
+            "test_accuracy": test["accuracy"],
+            "val_accuracy": self.best_val_acc,
+            "test_loss": test["loss"],
+            "best_epoch": self.best_epoch,
+            "epochs": self.epoch,
+            "labels": self.labels,
+            "num_parameters": self.num_parameters,
+            "train_seconds": round(self.train_seconds, 2),
+            "train_clips_per_s": round(float(np.mean([e["train/clips_per_s"] for e in epochs])), 1),
+            "clips": {split: len(clips) for split, clips in self.splits.items()},
+            "device": str(self.device),
+            "per_class": test["per_class"],
+            "overrides": self.overrides(),
+        }
+        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        images = {
+            "test/confusion_matrix": reports.plot_confusion(
+                test["confusion"], self.labels, self.run_dir / "confusion_matrix.png",
+                f"test accuracy {test['accuracy']:.2%}"),
+            "curves": reports.plot_curves(epochs, self.metrics.steps, self.run_dir / "curves.png"),
+        }
+        self.tracker.log({"test/acc": test["accuracy"], "test/loss": test["loss"]}, step=self.step)
+        if self.cfg.export.enabled:
+            from .export import export_run
+
+            summary["onnx"] = str(export_run(self.run_dir, self.cfg.export))
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        self.tracker.finish(summary, images)
+        log.info("test/acc %.4f (best val/acc %.4f at epoch %d); run dir %s",
+                 test["accuracy"], self.best_val_acc, self.best_epoch, self.run_dir)
+        return summary
+
+
+def fit(cfg: DictConfig, run_dir: str | os.PathLike, epoch_callback: Optional[EpochCallback] = None) -> dict:
+    """Train one run into run_dir and return its summary (see summary.json)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Trainer(cfg, run_dir, epoch_callback).run()
