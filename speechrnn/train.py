@@ -15,7 +15,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from .config import CONF_DIR
 from .errors import SpeechRNNError
@@ -28,6 +28,7 @@ log = logging.getLogger("speechrnn.train")
 def hydra_main(cfg: DictConfig) -> float:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        require_values(cfg)
         summary = fit(cfg, run_dir)
     except SpeechRNNError as exc:
         # A problem the user can fix: say what it is, without a traceback.
@@ -35,6 +36,13 @@ def hydra_main(cfg: DictConfig) -> float:
         print(f"speechrnn train: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
     return summary.get("val_accuracy", float("nan"))
+
+
+def require_values(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        hint = " ".join(f"{key}=..." for key in missing)
+        raise SpeechRNNError(f"missing required settings: {', '.join(missing)}; add them on the line: {hint}")
 
 
 def main(argv: list[str] | None = None) -> int:

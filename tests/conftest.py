@@ -13,6 +13,14 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def synth_cache(tmp_path_factory) -> Path:
+    """Renders of the synthetic set go to a per-session cache, never the user's."""
+    cache = tmp_path_factory.mktemp("speechrnn-cache")
+    os.environ["SPEECHRNN_CACHE"] = str(cache)
+    return cache
+
+
 def shared_path(*parts: str) -> Path:
     """A folder under ../shared/data: fails in CI when missing (CI has it), skips elsewhere."""
     path = SHARED_DATA.joinpath(*parts)

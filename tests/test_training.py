@@ -1,0 +1,137 @@
+"""The trainer end to end on the smoke recipe: run dir contents, exact resume, DDP, wandb offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from speechrnn import checkpoint
+from speechrnn.config import CONF_DIR
+from speechrnn.errors import SpeechRNNError
+from speechrnn.training import fit
+
+FAST = ["recipe=smoke", "export.enabled=false"]
+
+
+def smoke_config(*overrides: str):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=[*FAST, *overrides])
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> tuple[Path, dict]:
+    run_dir = tmp_path_factory.mktemp("smoke")
+    return run_dir, fit(smoke_config(), run_dir)
+
+
+def test_smoke_run_writes_the_run_dir(smoke_run):
+    run_dir, summary = smoke_run
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "confusion_matrix.png", "curves.png",
+                 "checkpoints/best.pt", "checkpoints/last.pt"):
+        assert (run_dir / name).is_file() and (run_dir / name).stat().st_size > 0, name
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and 0.0 <= summary["val_accuracy"] <= 1.0
+    assert summary["labels"] == ["yes", "no", "up", "_silence_", "_unknown_"]
+    assert summary["epochs"] == 2
+    assert summary["num_parameters"] == sum(p.numel() for p in
+                                            checkpoint.load_model(run_dir)[0].parameters())
+    assert summary["train_seconds"] > 0
+    assert set(summary["per_class"]["yes"]) == {"precision", "recall", "f1", "support"}
+
+
+def test_metrics_log_every_step_with_the_pre_clip_gradient_norm(smoke_run):
+    run_dir, summary = smoke_run
+    records = read_jsonl(run_dir / "metrics.jsonl")
+    steps = [r for r in records if r["kind"] == "step"]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [s["step"] for s in steps] == list(range(1, len(steps) + 1))
+    assert all(s["train/grad_norm"] > 0 for s in steps)
+    assert [e["epoch"] for e in epochs] == [1, 2]
+    assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= epochs[0].keys()
+    assert summary["val_accuracy"] == max(e["val/acc"] for e in epochs)
+
+
+def test_checkpoints_are_plain_data_that_load_with_weights_only(smoke_run):
+    run_dir, _ = smoke_run
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["epoch"] == 2 and state["labels"][0] == "yes"
+    assert {"optimizer", "scheduler", "rng", "model", "config"} <= state.keys()
+    model, cfg, _ = checkpoint.load_model(run_dir)
+    assert model.labels == state["labels"] and cfg.model.cell == "gru"
+
+
+def test_resume_after_an_interruption_gives_the_same_result(tmp_path, smoke_run):
+    _, uninterrupted = smoke_run
+    run_dir = tmp_path / "run"
+
+    def stop_after_first_epoch(epoch, record):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(smoke_config(), run_dir, epoch_callback=stop_after_first_epoch)
+    assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    resumed = fit(smoke_config("trainer.resume=true"), run_dir)
+
+    for key in ("test_accuracy", "val_accuracy", "test_loss", "best_epoch", "epochs"):
+        assert resumed[key] == uninterrupted[key], key
+    first = read_jsonl(smoke_run[0] / "metrics.jsonl")
+    second = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["train/loss"] for r in second] == [r["train/loss"] for r in first]
+
+
+def test_resume_without_a_checkpoint_says_how(tmp_path):
+    with pytest.raises(SpeechRNNError, match="trainer.resume"):
+        fit(smoke_config("trainer.resume=true"), tmp_path)
+
+
+def test_seeded_runs_are_identical(tmp_path, smoke_run):
+    again = fit(smoke_config(), tmp_path)
+    assert again["test_loss"] == smoke_run[1]["test_loss"]
+
+
+def test_wandb_offline_run_is_written(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    summary = fit(smoke_config("logger=wandb", "trainer.epochs=1"), tmp_path)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    run_files = list(runs[0].glob("run-*.wandb"))
+    assert run_files and run_files[0].stat().st_size > 0
+    # The binary run log holds the logged metrics and the summary.
+    payload = run_files[0].read_bytes()
+    assert b"val/acc" in payload and b"test_accuracy" in payload
+    assert summary["epochs"] == 1
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes(tmp_path):
+    run_dir = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "speechrnn.train", *FAST, f"hydra.run.dir={run_dir}"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["epochs"] == 2
+    steps = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "step"]
+    single = fit(smoke_config(), tmp_path / "single")
+    # Each of the 2 processes sees half of the training set per epoch.
+    single_steps = [r for r in read_jsonl(tmp_path / "single" / "metrics.jsonl") if r["kind"] == "step"]
+    assert len(steps) < len(single_steps)
+    assert summary["labels"] == single["labels"]
