@@ -1,0 +1,118 @@
+"""Data: ``build_splits`` (which clips, which labels) -> ``build_datasets`` (lazy waveforms,
+augmentation on train only) -> ``make_loader`` (batches).
+
+Every source yields (waveform, label index) at ``data.sample_rate``, ``data.clip_seconds`` long;
+splits depend only on the files and the config, augmentation only on the seed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Optional
+
+import torch
+from omegaconf.errors import MissingMandatoryValue
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+
+from ..errors import SpeechRNNError
+from . import folder, fsdd, speech_commands
+from .augment import build_transform
+from .base import SILENCE, UNKNOWN, Clip, ClipDataset, Splits, WaveTransform, stable_hash
+
+__all__ = ["SILENCE", "UNKNOWN", "Clip", "ClipDataset", "Splits", "WaveTransform", "stable_hash",
+           "build_splits", "build_datasets", "make_loader", "data_root"]
+
+log = logging.getLogger(__name__)
+
+READERS = {"speech_commands": speech_commands, "fsdd": fsdd, "folder": folder}
+HINTS = {
+    "speech_commands": "extract Speech Commands v1 or v2 there, or set data.download=true to "
+                       "fetch v2 (2.3 GB) into it",
+    "fsdd": "point it at the recordings/ folder of the Free Spoken Digit Dataset",
+    "folder": "point it at a folder with one sub-folder of clips per label (or at the folder "
+              "that the paths in your data.*_manifest files are relative to)",
+}
+
+
+def _source(cfg) -> str:
+    source = str(getattr(cfg.source, "value", cfg.source))
+    if source != "synthetic" and source not in READERS:
+        raise SpeechRNNError(f"data.source={source!r} is unknown; choose one of "
+                             f"{['synthetic', *READERS]}")
+    return source
+
+
+def data_root(cfg) -> Path:
+    """``data.root`` as an absolute, normalised path; an error naming the fix when unset."""
+    try:
+        root = cfg.root
+    except MissingMandatoryValue:
+        root = None
+    if not root:
+        source = _source(cfg)
+        raise SpeechRNNError(f"data.root is not set for data.source={source}; add "
+                             f"data.root=<folder> to the command line ({HINTS[source]})")
+    return Path(os.path.normpath(Path(root).expanduser().absolute()))
+
+
+def build_splits(cfg) -> Splits:
+    """The train/val/test clips and the label list a DataConfig describes."""
+    source = _source(cfg)
+    if source == "synthetic":
+        from .synthetic import ensure_rendered
+
+        root = Path(ensure_rendered(cfg))
+        splits = speech_commands.read_splits(root, cfg)
+    else:
+        root = data_root(cfg)
+        if source == "speech_commands" and cfg.download and not speech_commands.has_words(root):
+            speech_commands.download(root)
+        if not root.is_dir():
+            raise SpeechRNNError(f"{root}: data.root does not exist; {HINTS[source]}")
+        if not any(root.iterdir()):
+            raise SpeechRNNError(f"{root}: data.root is empty; {HINTS[source]}")
+        splits = READERS[source].read_splits(root, cfg)
+    log.info("%s at %s: %d labels, train/val/test = %d/%d/%d clips", source, root,
+             len(splits.labels), len(splits.train), len(splits.val), len(splits.test))
+    return splits
+
+
+def build_datasets(cfg, splits: Splits, seed: Optional[int] = None) -> dict[str, ClipDataset]:
+    """One lazy dataset per split from a config with ``.data`` and ``.augment``; only train is
+    augmented. ``seed`` defaults to ``cfg.trainer.seed`` (0 without a trainer group)."""
+    if seed is None:
+        seed = int(getattr(getattr(cfg, "trainer", None), "seed", 0))
+    rate = cfg.data.sample_rate
+    num_samples = round(rate * cfg.data.clip_seconds)
+    transform = build_transform(cfg.augment, rate, cfg.augment.noise_dir or splits.noise_dir)
+    datasets = {
+        split: ClipDataset(clips, splits.labels, rate, num_samples,
+                           transform if split == "train" else None, seed)
+        for split, clips in splits.items()
+    }
+    if getattr(cfg.data, "probe_delay_seconds", None) is not None:  # memory probe: word, then noise
+        from .probe import wrap
+
+        datasets = wrap(cfg, splits, datasets)
+    return datasets
+
+
+def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int,
+                sampler: Optional[Sampler] = None) -> DataLoader:
+    """A DataLoader whose order depends only on ``seed`` (a given sampler, e.g. DDP's
+    DistributedSampler, decides the order instead); workers persist across epochs."""
+    if sampler is None and shuffle:
+        # Its own generator: the loader's is also drawn from when an iterator starts, which
+        # happens every epoch without workers but once with persistent ones.
+        sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=torch.cuda.is_available(),
+    )

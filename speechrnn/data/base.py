@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zlib
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -11,6 +12,9 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import audio
+from ..errors import SpeechRNNError
+
+log = logging.getLogger(__name__)
 
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
@@ -33,6 +37,9 @@ class Splits:
     train: list[Clip] = field(default_factory=list)
     val: list[Clip] = field(default_factory=list)
     test: list[Clip] = field(default_factory=list)
+    # The source's own noise folder (Speech Commands' _background_noise_), the default for
+    # noise augmentation; None when the source has none.
+    noise_dir: Optional[str] = None
 
     def items(self):
         return {"train": self.train, "val": self.val, "test": self.test}.items()
@@ -43,6 +50,31 @@ def stable_hash(text: str) -> int:
     return zlib.crc32(text.encode("utf-8"))
 
 
+def hash_split(key: str, val_fraction: float, test_fraction: float) -> str:
+    """"train", "val" or "test" for ``key`` by its stable_hash: a key always lands in the same
+    split, and about ``val_fraction`` / ``test_fraction`` of many keys land in val / test."""
+    share = stable_hash(key) % 10_000 / 10_000
+    if share < val_fraction:
+        return "val"
+    if share < val_fraction + test_fraction:
+        return "test"
+    return "train"
+
+
+def report_missing(missing: list[str], where: str, on_bad_file: str) -> None:
+    """Listed files that do not exist: skipped with a logged count, or an error when
+    ``data.on_bad_file=error``."""
+    if not missing:
+        return
+    if on_bad_file == "error":
+        raise SpeechRNNError(
+            f"{where}: {len(missing)} listed files are missing (first: {missing[0]}); restore "
+            "them, or set data.on_bad_file=skip to train without them"
+        )
+    log.warning("%s: skipped %d listed files that are missing (first: %s)",
+                where, len(missing), missing[0])
+
+
 # A waveform transform: (samples, rng) -> samples. Used for training-time augmentation.
 WaveTransform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -51,7 +83,9 @@ class ClipDataset(Dataset):
     """Reads clips on demand, so memory does not grow with the number of clips.
 
     Randomness (augmentation) is drawn from a generator seeded by (seed, epoch, index), so a
-    run gives the same batches whatever the number of DataLoader workers.
+    run gives the same batches whatever the number of DataLoader workers. The transform sees
+    the clip at its fixed length (so shifts and noise cover the whole window) and its output
+    is fixed again (speed perturbation changes the length).
     """
 
     def __init__(
@@ -70,7 +104,17 @@ class ClipDataset(Dataset):
         self.num_samples = num_samples
         self.transform = transform
         self.seed = seed
-        self.epoch = 0
+        # In shared memory, so persistent DataLoader workers (which hold a copy of the dataset
+        # made when they started) see the epoch that set_epoch gives in the main process.
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self._epoch.fill_(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -84,9 +128,8 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         clip = self.clips[i]
-        samples = self.load(clip)
+        samples = audio.fix_length(self.load(clip), self.num_samples)
         if self.transform is not None:
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            samples = self.transform(samples, rng)
-        samples = audio.fix_length(samples, self.num_samples)
+            samples = audio.fix_length(self.transform(samples, rng), self.num_samples)
         return torch.from_numpy(np.ascontiguousarray(samples, dtype=np.float32)), self.index[clip.label]

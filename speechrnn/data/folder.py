@@ -1,0 +1,154 @@
+"""Your own keywords: ``data.root`` with one sub-folder per label (audio found recursively), or
+CSV manifests.
+
+Manifests (``data.train_manifest``, ``data.val_manifest``, ``data.test_manifest``): a header
+row, a path column (``path`` or ``file``), a label column (``label`` or ``class``) and
+optionally ``speaker``. Paths are relative to ``data.root`` and may not leave it (``..`` is
+resolved lexically, so symlinks placed inside the root are followed). Listed files that are
+missing are skipped and counted (``data.on_bad_file=error`` makes that an error). A split
+without a manifest is carved from the train manifest by the rule below.
+
+Splitting by name: a file's split is ``hash_split(key, data.val_fraction, data.test_fraction)``
+where the key is the file's speaker when its name carries one, else its path under the root,
+so one speaker's files always land in the same split. A name carries a speaker when it is
+``<speaker>_nohash_<n>`` (Speech Commands) or ``<label>_<speaker>_<n>`` with ``<label>`` its
+own label and ``<n>`` digits (FSDD). ``data.test_speakers`` puts those speakers' files in
+test and nowhere else (the rest is split into train/val only). Hidden files (``.name``) are
+skipped.
+
+Labels are the sorted label names; ``data.silence`` / ``data.unknown`` do not apply (a
+``_silence_`` folder is a label like any other).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from pathlib import Path
+
+from .. import audio
+from ..errors import SpeechRNNError
+from .base import Clip, Splits, hash_split, report_missing
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+PATH_COLUMNS = ("path", "file")
+LABEL_COLUMNS = ("label", "class")
+SKIPPED_FOLDERS = ("_background_noise_",)
+
+
+def speaker_of(path: str | Path, label: str) -> str:
+    """The speaker id a file name carries (see the module docstring), or ""."""
+    stem = Path(path).stem
+    if "_nohash_" in stem:
+        return stem.split("_nohash_")[0]
+    match = re.fullmatch(rf"{re.escape(label)}_(.+)_\d+", stem, re.IGNORECASE)
+    return match[1] if match else ""
+
+
+def _clip(path: Path, label: str, speaker: str = "") -> Clip:
+    return Clip(str(path), label, speaker=speaker or speaker_of(path, label))
+
+
+def _split_key(clip: Clip, root: Path) -> str:
+    return clip.speaker or Path(os.path.relpath(clip.path, root)).as_posix()
+
+
+def _scan(root: Path) -> list[Clip]:
+    clips = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        if folder.name.startswith(".") or folder.name in SKIPPED_FOLDERS:
+            continue
+        clips += [_clip(p, folder.name) for p in sorted(folder.rglob("*"))
+                  if p.suffix.lower() in audio.AUDIO_EXTENSIONS and not p.name.startswith(".")
+                  and p.is_file()]
+    if not clips:
+        raise SpeechRNNError(f"{root}: no audio files ({', '.join(audio.AUDIO_EXTENSIONS)}) in "
+                             "label sub-folders; put each label's clips in <root>/<label>/, or "
+                             "give CSV manifests (data.train_manifest=...)")
+    return clips
+
+
+def _column(fields: dict[str, str], names: tuple[str, ...]) -> str | None:
+    return next((fields[n] for n in names if n in fields), None)
+
+
+def read_manifest(manifest: str | Path, root: Path, on_bad_file: str = "skip") -> list[Clip]:
+    manifest = Path(manifest)
+    try:
+        handle = manifest.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise SpeechRNNError(f"{manifest}: cannot open the manifest ({exc.strerror}); fix the "
+                             "data.*_manifest setting") from None
+    clips, missing = [], []
+    base = os.path.normpath(root.absolute())
+    with handle:
+        reader = csv.DictReader(handle)
+        fields = {name.strip().lower(): name for name in reader.fieldnames or []}
+        path_col, label_col = _column(fields, PATH_COLUMNS), _column(fields, LABEL_COLUMNS)
+        if path_col is None or label_col is None:
+            raise SpeechRNNError(
+                f"{manifest}: header {reader.fieldnames} lacks a path column "
+                f"({' or '.join(PATH_COLUMNS)}) or a label column ({' or '.join(LABEL_COLUMNS)}); "
+                "the first row must name the columns, e.g. path,label")
+        speaker_col = fields.get("speaker")
+        for row in reader:
+            where = f"{manifest}, line {reader.line_num}"
+            rel, label = (row[path_col] or "").strip(), (row[label_col] or "").strip()
+            if not rel or not label:
+                raise SpeechRNNError(f"{where}: empty path or label; fill it in or delete the line")
+            target = os.path.normpath(os.path.join(base, rel))
+            if os.path.commonpath([base, target]) != base:
+                raise SpeechRNNError(f"{where}: {rel!r} lies outside data.root ({root}); manifest "
+                                     "paths must be relative to data.root and stay inside it")
+            if not os.path.isfile(target):
+                missing.append(f"line {reader.line_num}: {rel}")
+                continue
+            speaker = (row[speaker_col] or "").strip() if speaker_col else ""
+            clips.append(_clip(Path(target), label, speaker))
+    report_missing(missing, str(manifest), on_bad_file)
+    return clips
+
+
+def _distribute(clips: list[Clip], splits: Splits, root: Path, held_out: set[str],
+                val_fraction: float, test_fraction: float) -> None:
+    for clip in clips:
+        if held_out:
+            split = "test" if clip.speaker in held_out else hash_split(
+                _split_key(clip, root), val_fraction, 0.0)
+        else:
+            split = hash_split(_split_key(clip, root), val_fraction, test_fraction)
+        getattr(splits, split).append(clip)
+
+
+def read_splits(root: Path, cfg) -> Splits:
+    manifests = {split: getattr(cfg, f"{split}_manifest") for split in SPLITS}
+    held_out = set(cfg.test_speakers)
+    if any(manifests.values()):
+        if not manifests["train"]:
+            raise SpeechRNNError("data.val_manifest/data.test_manifest are set but "
+                                 "data.train_manifest is not; give the training manifest too")
+        read = {split: read_manifest(m, root, cfg.on_bad_file)
+                for split, m in manifests.items() if m}
+        pool = read.pop("train")
+        splits = Splits(labels=[], **read)
+        val_fraction = 0.0 if manifests["val"] else cfg.val_fraction
+        test_fraction = 0.0 if manifests["test"] else cfg.test_fraction
+    else:
+        pool = _scan(root)
+        splits = Splits(labels=[])
+        val_fraction, test_fraction = cfg.val_fraction, cfg.test_fraction
+    speakers = {c.speaker for c in pool if c.speaker}
+    if held_out - speakers:
+        raise SpeechRNNError(f"{root}: data.test_speakers names {sorted(held_out - speakers)}, "
+                             f"who has no files; the speakers found are {sorted(speakers)}")
+    _distribute(pool, splits, root, held_out, val_fraction, test_fraction)
+    splits.labels = sorted({c.label for _, clips in splits.items() for c in clips})
+    for split, clips in splits.items():
+        if not clips:
+            log.warning("%s: the %s split is empty (too few files or speakers for "
+                        "data.val_fraction/test_fraction?)", root, split)
+    return splits
