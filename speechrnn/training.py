@@ -59,7 +59,7 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 def rng_state() -> dict:
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": _numpy_state_plain(np.random.get_state()),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -69,10 +69,17 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     random.setstate(_as_python_random_state(state["python"]))
-    np.random.set_state(state["numpy"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), pos, has_gauss, gauss))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _numpy_state_plain(state) -> tuple:
+    # weights_only loading refuses numpy arrays; the 624 Mersenne Twister keys travel as ints.
+    kind, keys, pos, has_gauss, gauss = state
+    return kind, keys.tolist(), pos, has_gauss, gauss
 
 
 def _as_python_random_state(state):
@@ -210,11 +217,9 @@ class Trainer:
             if not clips:
                 raise SpeechRNNError(f"data: the {split} split is empty; check data.root and the split settings")
         self.datasets = build_datasets(cfg, self.splits)
-        self.sampler = (
-            DistributedSampler(self.datasets["train"], num_replicas=self.dist.world_size,
-                               rank=self.dist.rank, shuffle=True, seed=cfg.trainer.seed)
-            if self.dist.enabled else None
-        )
+        # Also for one process: its order depends only on (seed, epoch), so a resume is exact.
+        self.sampler = DistributedSampler(self.datasets["train"], num_replicas=self.dist.world_size,
+                                          rank=self.dist.rank, shuffle=True, seed=cfg.trainer.seed)
         self.train_loader = make_loader(self.datasets["train"], cfg.data.batch_size, shuffle=True,
                                         num_workers=cfg.data.num_workers, seed=cfg.trainer.seed,
                                         sampler=self.sampler)
@@ -298,10 +303,7 @@ class Trainer:
         self.net.train()
         dataset = self.datasets["train"]
         dataset.set_epoch(self.epoch)
-        if self.sampler is not None:
-            self.sampler.set_epoch(self.epoch)
-        else:
-            self.train_loader.generator.manual_seed(self.cfg.trainer.seed * 100_003 + self.epoch)
+        self.sampler.set_epoch(self.epoch)
         total_loss, correct, seen = 0.0, 0, 0
         start = time.perf_counter()
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{self.cfg.trainer.epochs}",
