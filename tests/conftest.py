@@ -43,7 +43,7 @@ def noise_root() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory) -> Path:
-    """A small synthetic set in Speech Commands layout: 3 words + 2 unknown words, 3 speakers' worth."""
+    """A small synthetic set in Speech Commands layout: 3 words + 2 unknown words, 10 speakers."""
     from speechrnn.data.synthetic import render
 
     out = tmp_path_factory.mktemp("synth")
