@@ -1,0 +1,462 @@
+"""torch -> ONNX: one file, raw audio in, logits and probabilities out, everything else in metadata.
+
+``speechrnn export RUN_DIR|CHECKPOINT [-o model.onnx] [--quantize int8] [--streaming]``, and
+``export_run`` for the trainer. The contract (inputs, outputs, metadata keys, the streaming
+state) is written down in ``export/README.md``; ``speechrnn.runtime`` is its reader.
+
+We use the TorchScript exporter (``dynamo=False``): the dynamo exporter needs ``onnxscript``,
+which is not a dependency (with torch 2.14.1, ``dynamo=True`` stops at its import). Every recurrent layer is
+exported as the native ONNX RNN/GRU/LSTM op, except for int8 GRU/RNN models: onnxruntime's
+dynamic quantisation has no GRU/RNN kernel, so there the layer becomes one MatMul over all
+frames (the input projection) plus an ONNX Loop whose body is MatMul + element-wise gates, and
+both MatMuls get int8 weights while the length stays dynamic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import functools
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import onnx
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from . import __version__, checkpoint
+from .config import ExportConfig
+from .errors import SpeechRNNError
+from .features import MFCC
+from .models.encoder import choice
+from .runtime import FORMAT, FORMAT_KEY
+
+QUANTIZE = ("none", "int8")
+# Parity a fresh export must reach against PyTorch before it is written (fp32 only).
+VERIFY_ATOL = 1e-3
+
+
+# --------------------------------------------------------------------------- recurrent layers
+
+def _gru_steps(xp: Tensor, w_hh: Tensor, b_hh: Tensor, h: Tensor, hidden: int) -> Tensor:
+    """GRU recurrence over precomputed input projections ``xp`` [T, B, 3H] (b_ih included) from
+    state ``h`` [B, H]; ``w_hh`` is W_hh transposed, [H, 3H]. Returns every state, [T, B, H]."""
+    states: List[Tensor] = []
+    for t in range(xp.size(0)):
+        x_r, x_z, x_n = xp[t].split(hidden, 1)
+        h_r, h_z, h_n = (torch.matmul(h, w_hh) + b_hh).split(hidden, 1)
+        r = torch.sigmoid(x_r + h_r)
+        z = torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + r * h_n)
+        h = n + z * (h - n)  # (1 - z) * n + z * h
+        states.append(h)
+    return torch.stack(states)
+
+
+def _rnn_tanh_steps(xp: Tensor, w_hh: Tensor, h: Tensor) -> Tensor:
+    """Elman recurrence h' = tanh(xp_t + h W_hh^T); both biases are already in ``xp``."""
+    states: List[Tensor] = []
+    for t in range(xp.size(0)):
+        h = torch.tanh(xp[t] + torch.matmul(h, w_hh))
+        states.append(h)
+    return torch.stack(states)
+
+
+def _rnn_relu_steps(xp: Tensor, w_hh: Tensor, h: Tensor) -> Tensor:
+    states: List[Tensor] = []
+    for t in range(xp.size(0)):
+        h = torch.relu(xp[t] + torch.matmul(h, w_hh))
+        states.append(h)
+    return torch.stack(states)
+
+
+@functools.cache
+def _scripted(fn):
+    """TorchScript keeps the loop a loop in the traced graph (an ONNX Loop, any length)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script's deprecation notice
+        return torch.jit.script(fn)
+
+
+class LoopRNN(nn.Module):
+    """The computation of ``nn.GRU``/``nn.RNN`` (batch_first) with the same parameters, written
+    so that every weight sits in a MatMul: per layer and direction, the input projection of all
+    frames is one MatMul and the recurrence a scripted loop (an ONNX Loop). Used for int8
+    export, where onnxruntime can quantise MatMul but has no quantised GRU/RNN."""
+
+    def __init__(self, rnn: nn.Module, cell: str, nonlinearity: str = "tanh"):
+        super().__init__()
+        if cell not in ("gru", "rnn"):
+            raise ValueError(f"LoopRNN covers gru and rnn, not {cell!r}")
+        self.rnn = rnn
+        self.cell = cell
+        self.relu = nonlinearity == "relu"
+        self.hidden_size = rnn.hidden_size
+        self.num_layers = rnn.num_layers
+        self.num_directions = 2 if rnn.bidirectional else 1
+
+    def forward(self, x: Tensor, hx: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+        """``x`` [B, T, I] -> (outputs [B, T, D*H], final states [L*D, B, H]), as nn.GRU."""
+        if hx is None:
+            hx = x.new_zeros(self.num_layers * self.num_directions, x.shape[0], self.hidden_size)
+        layer_input = x.transpose(0, 1)  # [T, B, I]
+        finals = []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(self.num_directions):
+                suffix = f"_l{layer}" + ("_reverse" if direction else "")
+                w_ih, w_hh, b_ih, b_hh = (getattr(self.rnn, f"{name}{suffix}") for name in
+                                          ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+                steps = layer_input.flip(0) if direction else layer_input
+                h0 = hx[layer * self.num_directions + direction]
+                if self.cell == "gru":
+                    states = _scripted(_gru_steps)(torch.matmul(steps, w_ih.t()) + b_ih,
+                                                   w_hh.t(), b_hh, h0, self.hidden_size)
+                else:
+                    steps_fn = _scripted(_rnn_relu_steps if self.relu else _rnn_tanh_steps)
+                    states = steps_fn(torch.matmul(steps, w_ih.t()) + (b_ih + b_hh), w_hh.t(), h0)
+                finals.append(states[-1])
+                outputs.append(states.flip(0) if direction else states)
+            layer_input = torch.cat(outputs, dim=-1) if len(outputs) > 1 else outputs[0]
+        return layer_input.transpose(0, 1), torch.stack(finals)
+
+
+def _export_rnn(encoder: nn.Module, cfg, loop: bool) -> nn.Module:
+    """The recurrent layer to put in the graph: torch's own module (exported as the native ONNX
+    op; a ``ReferenceRNN`` is swapped for it, same weights), or a LoopRNN for int8 GRU/RNN."""
+    rnn = encoder.rnn
+    if not isinstance(rnn, nn.RNNBase):
+        args = dict(input_size=rnn.input_size, hidden_size=rnn.hidden_size,
+                    num_layers=rnn.num_layers, bidirectional=rnn.bidirectional, batch_first=True)
+        if encoder.cell == "rnn":
+            args["nonlinearity"] = choice(cfg.model.nonlinearity)
+        native = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[encoder.cell](**args)
+        native.load_state_dict(rnn.state_dict())
+        rnn = native
+    if loop and encoder.cell in ("gru", "rnn"):
+        return LoopRNN(rnn, encoder.cell, choice(cfg.model.nonlinearity))
+    return rnn
+
+
+# --------------------------------------------------------------------------- graphs
+
+class OfflineGraph(nn.Module):
+    """``audio`` [B, S] -> ``logits``, ``probs`` [B, labels]: the whole classifier."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        logits = self.model(audio)
+        return logits, torch.softmax(logits, dim=-1)
+
+
+def check_streamable(model: nn.Module, cfg) -> None:
+    """Refuse, with the fix, what a chunk-by-chunk model cannot reproduce exactly."""
+    problems = []
+    if model.encoder.bidirectional:
+        problems.append("the encoder is bidirectional (it reads each clip backwards from its "
+                        "end); train with model.bidirectional=false")
+    if model.frontend.normalize:
+        problems.append("features.normalize=true uses the mean and variance of the whole "
+                        "utterance; train with features.normalize=false (model.input_norm=true "
+                        "normalises each frame instead)")
+    if model.frontend.deltas is not None:
+        problems.append("features.deltas>0 look ahead of the current frame; train with "
+                        "features.deltas=0")
+    if problems:
+        raise SpeechRNNError("cannot export a streaming model: " + "; ".join(problems))
+
+
+class StreamingGraph(nn.Module):
+    """One chunk of a stream in, its frames' outputs and the next state out.
+
+    The offline frontend reflect-pads ``pad_left`` samples before the clip and frames the padded
+    signal with windows of ``win_length`` every ``hop_length``. Here the padded stream is cut
+    into chunks of k * hop samples; ``context`` keeps the ``context_samples`` stream samples
+    not yet fully framed, so each chunk yields exactly k frames. On the first call (``offset``
+    0) the graph builds the context itself, the reflection of the chunk's start behind
+    ``delay_frames`` * hop placeholder samples, and drops the frames those would give: the
+    first call yields k - delay_frames frames, every later one k. The causal convs keep their
+    last inputs and the recurrent layers their states, all zeros at the start, exactly the
+    offline model's left padding and initial state.
+    """
+
+    def __init__(self, model: nn.Module, rnn: nn.Module, cfg):
+        super().__init__()
+        mfcc = model.frontend.mfcc
+        self.hop = mfcc.hop_length
+        self.trim = (mfcc.trim_left, mfcc.trim_right)
+        self.pad_left = mfcc.n_fft // 2 - mfcc.trim_left
+        self.pad_right = mfcc.n_fft // 2 - mfcc.trim_right
+        # Frames stay ``delay_frames`` behind the samples: each needs win_length/2 to its right.
+        self.delay_frames = -((self.pad_left - mfcc.win_length) // self.hop + 1)
+        self.context_samples = self.pad_left + self.delay_frames * self.hop
+        # The same MFCC, framing its input as is: the graph does the padding.
+        f = cfg.features
+        self.frontend = MFCC(model.sample_rate, f.n_mfcc, f.n_fft, f.win_length, f.hop_length,
+                             f.n_mels, f.f_min, f.f_max, center=False)
+        self.frontend.load_state_dict(mfcc.state_dict())
+        self.input_norm = model.encoder.input_norm
+        self.convs = nn.ModuleList(model.encoder.convs)
+        self.rnn = rnn
+        self.head = model.head
+        self.lstm = model.encoder.cell == "lstm"
+        self.state_shapes = self._state_shapes(model, cfg)
+
+    @property
+    def min_first_chunk(self) -> int:
+        """The first chunk must hold the samples its reflection needs and give one frame."""
+        needed = max(self.pad_left + 1, (self.delay_frames + 1) * self.hop)
+        return -(-needed // self.hop) * self.hop
+
+    def _state_shapes(self, model, cfg) -> dict[str, list]:
+        layers = cfg.model.num_layers
+        shapes = {"context": ["batch", self.context_samples], "offset": [1]}
+        for i, conv in enumerate(self.convs):
+            shapes[f"conv{i}"] = ["batch", conv.conv.in_channels, conv.kernel_size - 1]
+        shapes["h"] = [layers, "batch", cfg.model.hidden_size]
+        if self.lstm:
+            shapes["c"] = [layers, "batch", cfg.model.hidden_size]
+        return shapes
+
+    def forward(self, audio: Tensor, context: Tensor, offset: Tensor, *states: Tensor):
+        first = offset == 0
+        # Computed on every call (ONNX has no cheap branch), so it must fit any chunk length.
+        reflection = F.pad(audio, (0, self.pad_left))[:, 1 : self.pad_left + 1].flip(-1)
+        start_context = F.pad(reflection, (self.context_samples - self.pad_left, 0))
+        stream = torch.cat([torch.where(first, start_context, context), audio], dim=-1)
+        feats = self.frontend(F.pad(stream, self.trim))  # [B, k, n_mfcc]
+        feats = feats[:, (first.long() * self.delay_frames).squeeze(0):]
+        next_context = stream[:, stream.shape[-1] - self.context_samples:]
+
+        x = self.input_norm(feats).transpose(1, 2)  # [B, C, frames]
+        conv_states = []
+        for conv, state in zip(self.convs, states):
+            x = torch.cat([state, x], dim=-1)
+            conv_states.append(x[..., x.shape[-1] - (conv.kernel_size - 1):])
+            x = torch.relu(conv.conv(x))
+        recurrent = states[len(self.convs):]
+        hx = (recurrent[0], recurrent[1]) if self.lstm else recurrent[0]
+        frames, final = self.rnn(x.transpose(1, 2), hx)
+        finals = list(final) if self.lstm else [final]
+        logits = self.head(frames)
+        return (logits, torch.softmax(logits, dim=-1), frames, next_context,
+                offset + frames.shape[1], *conv_states, *finals)
+
+
+# --------------------------------------------------------------------------- export
+
+def metadata(model: nn.Module, cfg, *, quantize: str, streaming: Optional[StreamingGraph],
+             test_accuracy: Optional[float]) -> dict[str, str]:
+    """The metadata_props every exported file carries (export/README.md)."""
+    meta = {
+        FORMAT_KEY: str(FORMAT),
+        "speechrnn_version": __version__,
+        "labels": json.dumps(list(model.labels)),
+        "sample_rate": str(model.sample_rate),
+        "clip_samples": str(clip_samples(cfg)),
+        "features": json.dumps(_plain(cfg.features)),
+        "model": json.dumps(_plain(cfg.model)),
+        "test_accuracy": json.dumps(test_accuracy),
+        "quantize": quantize,
+        "streaming": json.dumps(streaming is not None),
+    }
+    if streaming is not None:
+        meta["stream"] = json.dumps({
+            "hop_length": streaming.hop,
+            "min_first_chunk": streaming.min_first_chunk,
+            "delay_frames": streaming.delay_frames,
+            "context_samples": streaming.context_samples,
+            "start_padding": streaming.pad_left,
+            "end_padding": streaming.pad_right,
+            "states": streaming.state_shapes,
+        })
+    return meta
+
+
+def clip_samples(cfg) -> int:
+    """The length of the clips the model was trained on (the memory probe's noise included)."""
+    seconds = cfg.data.clip_seconds + (cfg.data.get("probe_delay_seconds") or 0.0)
+    return round(seconds * cfg.data.sample_rate)
+
+
+def _plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
+
+
+def export_model(model: nn.Module, cfg, output: str | os.PathLike, *, quantize: str = "none",
+                 streaming: bool = False, opset: int = ExportConfig.opset,
+                 test_accuracy: Optional[float] = None) -> Path:
+    """Write ``model`` (a KeywordClassifier built from ``cfg``) to ``output`` as ONNX, check it
+    with onnx.checker and (fp32) against PyTorch, and return the path."""
+    quantize = choice(quantize)
+    if quantize not in QUANTIZE:
+        raise SpeechRNNError(f"quantize={quantize!r} is not one of {list(QUANTIZE)}")
+    model = copy.deepcopy(model).cpu().eval()
+    rnn = _export_rnn(model.encoder, cfg, loop=quantize == "int8")
+    stream_graph = None
+    if streaming:
+        check_streamable(model, cfg)
+        stream_graph = StreamingGraph(model, rnn, cfg).eval()
+        graph, args, names = stream_graph, *_streaming_io(stream_graph)
+    else:
+        model.encoder.rnn = rnn
+        graph, args, names = OfflineGraph(model).eval(), *_offline_io(model, cfg)
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".export-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        _torch_export(graph, args, path, opset=opset, **names)
+        if quantize == "int8":
+            _quantize(path)
+        proto = onnx.load(str(path))
+        for key, value in metadata(model, cfg, quantize=quantize, streaming=stream_graph,
+                                   test_accuracy=test_accuracy).items():
+            proto.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(proto, full_check=True)
+        if quantize == "none":
+            _verify(proto, graph, args, names["input_names"])
+        onnx.save(proto, str(path))
+        os.replace(path, output)
+    return output
+
+
+def _offline_io(model, cfg):
+    clip = torch.randn(2, clip_samples(cfg)) * 0.1
+    names = dict(input_names=["audio"], output_names=["logits", "probs"],
+                 dynamic_axes={"audio": {0: "batch", 1: "samples"},
+                               "logits": {0: "batch"}, "probs": {0: "batch"}})
+    return (clip,), names
+
+
+def _streaming_io(graph: StreamingGraph):
+    batch = 2
+    states = {name: torch.zeros([batch if d == "batch" else d for d in shape])
+              for name, shape in graph.state_shapes.items()}
+    states["offset"] = torch.zeros(1, dtype=torch.long)
+    chunk = torch.randn(batch, 4 * graph.min_first_chunk) * 0.1
+    state_names = list(states)
+    dynamic = {"audio": {0: "batch", 1: "samples"}, "logits": {0: "batch", 1: "frames"},
+               "probs": {0: "batch", 1: "frames"}, "frames": {0: "batch", 1: "frames"}}
+    for name, shape in graph.state_shapes.items():
+        axes = {i: "batch" for i, d in enumerate(shape) if d == "batch"}
+        dynamic[name] = dynamic[f"{name}_out"] = axes
+    names = dict(input_names=["audio", *state_names],
+                 output_names=["logits", "probs", "frames", *(f"{n}_out" for n in state_names)],
+                 dynamic_axes=dynamic)
+    return (chunk, *states.values()), names
+
+
+def _torch_export(graph, args, path: Path, *, opset: int, input_names, output_names,
+                  dynamic_axes) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript exporter announces its deprecation and every traced shape read.
+        warnings.simplefilter("ignore")
+        torch.onnx.export(graph, args, str(path), dynamo=False, opset_version=opset,
+                          input_names=input_names, output_names=output_names,
+                          dynamic_axes=dynamic_axes, do_constant_folding=True)
+
+
+def _quantize(path: Path) -> None:
+    """int8 weights for every MatMul/Conv/LSTM outside the MFCC frontend (whose DFT and log-mel
+    need float precision), including the MatMuls inside Loop bodies (EnableSubgraph)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    frontend = [node.name for node in onnx.load(str(path)).graph.node if "/frontend/" in node.name]
+    quantized = path.with_name("int8.onnx")
+    level = logging.getLogger().level
+    logging.getLogger().setLevel(logging.ERROR)  # it advises shape pre-processing on every call
+    try:
+        quantize_dynamic(path, quantized, weight_type=QuantType.QInt8,
+                         op_types_to_quantize=["MatMul", "Conv", "LSTM"],
+                         nodes_to_exclude=frontend, extra_options={"EnableSubgraph": True})
+    finally:
+        logging.getLogger().setLevel(level)
+    os.replace(quantized, path)
+
+
+def _verify(proto: onnx.ModelProto, graph: nn.Module, args, input_names) -> None:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # one small batch: a thread pool only costs start-up
+    session = ort.InferenceSession(proto.SerializeToString(), options,
+                                   providers=["CPUExecutionProvider"])
+    got = session.run(["logits"], {n: a.numpy() for n, a in zip(input_names, args)})[0]
+    with torch.no_grad():
+        want = graph(*args)[0].numpy()
+    diff = float(np.abs(got - want).max())
+    if not diff <= VERIFY_ATOL:
+        raise SpeechRNNError(f"the exported graph disagrees with PyTorch (max |logit diff| "
+                             f"{diff:.2e} > {VERIFY_ATOL}); please report this with the config")
+
+
+# --------------------------------------------------------------------------- runs and CLI
+
+def default_output(source: str | os.PathLike, quantize: str = "none",
+                   streaming: bool = False) -> Path:
+    """RUN_DIR/model[.streaming][.int8].onnx, or the same name beside a checkpoint file."""
+    source = Path(source)
+    folder = source if source.is_dir() else source.parent
+    name = "model" + (".streaming" if streaming else "") + (".int8" if quantize == "int8" else "")
+    return folder / f"{name}.onnx"
+
+
+def recorded_test_accuracy(source: str | os.PathLike) -> Optional[float]:
+    """The run's test accuracy from summary.json, if the run has one."""
+    source = Path(source)
+    run_dir = source if source.is_dir() else source.parent
+    if run_dir.name == "checkpoints":
+        run_dir = run_dir.parent
+    summary = run_dir / "summary.json"
+    try:
+        value = json.loads(summary.read_text()).get("test_accuracy")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def export_run(source: str | os.PathLike, settings=None,
+               output: str | os.PathLike | None = None) -> Path:
+    """Export a run dir (its best checkpoint) or a checkpoint file as ``settings`` (the run's
+    ``export`` config: filename, opset, quantize, streaming) says; by default to ``filename``
+    in the run dir, or beside the checkpoint."""
+    settings = settings or ExportConfig()
+    model, cfg, _ = checkpoint.load_model(source)
+    folder = Path(source) if Path(source).is_dir() else Path(source).parent
+    return export_model(model, cfg, output or folder / settings.filename,
+                        quantize=choice(settings.quantize), streaming=bool(settings.streaming),
+                        opset=int(settings.opset), test_accuracy=recorded_test_accuracy(source))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="speechrnn export", description="Export a trained run or checkpoint to ONNX "
+        "(raw audio in, logits/probs out; contract in export/README.md).")
+    parser.add_argument("source", help="a run dir (uses checkpoints/best.pt) or a .pt checkpoint")
+    parser.add_argument("-o", "--output", help="the .onnx file to write (default: "
+                        "model[.streaming][.int8].onnx in the run dir or beside the checkpoint)")
+    parser.add_argument("--quantize", choices=QUANTIZE, default="none",
+                        help="int8: dynamic int8 weights (onnxruntime)")
+    parser.add_argument("--streaming", action="store_true",
+                        help="a stateful chunk-by-chunk model (unidirectional encoders)")
+    parser.add_argument("--opset", type=int, default=ExportConfig.opset)
+    args = parser.parse_args(argv)
+    output = args.output or default_output(args.source, args.quantize, args.streaming)
+    settings = ExportConfig(opset=args.opset, quantize=args.quantize, streaming=args.streaming)
+    path = export_run(args.source, settings, output)
+    size = path.stat().st_size / 1e6
+    kind = ("streaming " if args.streaming else "") + ("int8" if args.quantize == "int8" else "fp32")
+    print(f"wrote {path} ({kind}, {size:.2f} MB)")
+    return 0

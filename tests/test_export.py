@@ -1,0 +1,359 @@
+"""ONNX export: parity with PyTorch for every encoder, metadata, int8 weights, streaming state.
+
+Models are tiny, random-weight classifiers built from composed Hydra configs; inputs are real
+FSDD recordings resampled to 16 kHz; outputs come from real onnxruntime sessions.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from speechrnn import __version__, audio, checkpoint, cli
+from speechrnn.config import CONF_DIR
+from speechrnn.errors import SpeechRNNError
+from speechrnn.export import LoopRNN, export_model, export_run
+from speechrnn.models import build_model
+from speechrnn.runtime import StreamingRecognizer
+
+SAMPLE_RATE = 16000
+LABELS = ["zero", "one", "two", "three"]
+# FSDD is 8 kHz audio: a 16 kHz model of it looks no higher than 4 kHz. Above, the upsampled
+# signal holds only resampler residue near the float32 floor, whose log-mel is rounding noise
+# (torch and onnxruntime each differ from a float64 MFCC there by ~0.02).
+TINY = ["model.hidden_size=8", "model.num_layers=2", "model.conv_channels=6", "model.dropout=0",
+        f"data.sample_rate={SAMPLE_RATE}", "features.f_max=4000"]
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...]):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def tiny_config(*overrides: str):
+    """The real composed config (defaults + recipe), shrunk to a tiny model; the overrides are
+    checked against the typed schema like command-line ones."""
+    cfg = _composed(tuple(TINY)).copy()
+    cfg.merge_with(OmegaConf.from_dotlist(list(overrides)))
+    return cfg
+
+
+def tiny_model(*overrides: str, labels=LABELS, seed: int = 0):
+    cfg = tiny_config(*overrides)
+    torch.manual_seed(seed)
+    return build_model(cfg, labels).eval(), cfg
+
+
+def fsdd_waves(root: Path, count: int, seconds: float, seed: int = 0) -> np.ndarray:
+    """``count`` real recordings at 16 kHz, each padded/cropped to ``seconds``."""
+    files = sorted(root.glob("*.wav"))
+    picks = np.random.default_rng(seed).choice(len(files), count, replace=False)
+    return np.stack([audio.load(files[i], SAMPLE_RATE, round(seconds * SAMPLE_RATE))
+                     for i in picks])
+
+
+def session(path) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; on a busy machine, spinning pools are 30x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def torch_logits(model, wave: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(wave)).numpy()
+
+
+def all_op_types(graph: onnx.GraphProto) -> list[str]:
+    """Op types of a graph and of every subgraph (Loop bodies) inside it."""
+    ops = []
+    for node in graph.node:
+        ops.append(node.op_type)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                ops += all_op_types(attr.g)
+    return ops
+
+
+@pytest.fixture(scope="module")
+def waves(fsdd_root):
+    """Real audio at the three tested lengths, 7 clips each."""
+    return {seconds: fsdd_waves(fsdd_root, 7, seconds) for seconds in (0.5, 1.0, 3.0)}
+
+
+@pytest.mark.parametrize("cell,bidirectional,pooling", list(itertools.product(
+    ["rnn", "lstm", "gru"], [False, True], ["last", "mean", "max", "attention"])))
+def test_onnx_matches_pytorch(cell, bidirectional, pooling, waves, tmp_path):
+    model, cfg = tiny_model(f"model.cell={cell}", f"model.bidirectional={bidirectional}",
+                            f"model.pooling={pooling}")
+    path = export_model(model, cfg, tmp_path / "model.onnx")
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert cell.upper() in {node.op_type for node in proto.graph.node}  # the native op
+    sess = session(path)
+    assert [i.name for i in sess.get_inputs()] == ["audio"]
+    assert [o.name for o in sess.get_outputs()] == ["logits", "probs"]
+    for seconds, wave in waves.items():
+        want = torch_logits(model, wave)  # a clip's logits do not depend on its batch (test_models)
+        for batch in (1, 7):
+            logits, probs = sess.run(None, {"audio": wave[:batch]})
+            assert logits.shape == probs.shape == (batch, len(LABELS))
+            np.testing.assert_allclose(logits, want[:batch], rtol=0, atol=1e-4)
+            np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.conv_layers=2", "model.input_norm=true", "model.pooling=mean"],
+    ["model.cell=rnn", "model.nonlinearity=relu", "features.deltas=2"],
+    ["model.impl=reference", "model.cell=lstm", "features.normalize=false"],
+])
+def test_onnx_matches_pytorch_for_frontend_and_encoder_options(overrides, waves, tmp_path):
+    model, cfg = tiny_model(*overrides)
+    sess = session(export_model(model, cfg, tmp_path / "model.onnx"))
+    for seconds in waves:
+        logits = sess.run(["logits"], {"audio": waves[seconds]})[0]
+        np.testing.assert_allclose(logits, torch_logits(model, waves[seconds]), rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("cell,nonlinearity,bidirectional", [
+    ("gru", "tanh", False), ("gru", "tanh", True), ("rnn", "tanh", True), ("rnn", "relu", False)])
+def test_loop_rnn_computes_what_torch_computes(cell, nonlinearity, bidirectional):
+    torch.manual_seed(0)
+    kind = torch.nn.GRU if cell == "gru" else torch.nn.RNN
+    extra = {} if cell == "gru" else {"nonlinearity": nonlinearity}
+    rnn = kind(5, 7, num_layers=2, bidirectional=bidirectional, batch_first=True, **extra)
+    x = torch.randn(3, 11, 5)
+    h0 = torch.randn(2 * (1 + bidirectional), 3, 7)
+    with torch.no_grad():
+        want, want_h = rnn(x, h0)
+        got, got_h = LoopRNN(rnn, cell, nonlinearity)(x, h0)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_h, want_h, rtol=0, atol=1e-5)
+
+
+def test_metadata_and_cli_export_of_a_run_dir(tmp_path, waves):
+    model, cfg = tiny_model("model.cell=lstm", "data.clip_seconds=0.75")
+    run = tmp_path / "run"
+    checkpoint.save({"model": model.state_dict(), "labels": LABELS, "epoch": 0,
+                     "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)},
+                    run / "checkpoints" / "best.pt")
+    (run / "summary.json").write_text(json.dumps({"test_accuracy": 0.875}))
+
+    assert cli.main(["export", str(run)]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(run / "model.onnx")).metadata_props}
+    assert json.loads(meta["speechrnn_format"]) == 1
+    assert meta["speechrnn_version"] == __version__
+    assert json.loads(meta["labels"]) == LABELS
+    assert json.loads(meta["sample_rate"]) == SAMPLE_RATE
+    assert json.loads(meta["clip_samples"]) == 12000
+    assert json.loads(meta["features"]) == OmegaConf.to_container(cfg.features, enum_to_str=True)
+    assert json.loads(meta["model"])["cell"] == "lstm"
+    assert json.loads(meta["model"]) == OmegaConf.to_container(cfg.model, enum_to_str=True)
+    assert json.loads(meta["test_accuracy"]) == 0.875
+    assert meta["quantize"] == "none" and json.loads(meta["streaming"]) is False
+    # The file the CLI wrote is the trained model (loaded back from the checkpoint).
+    logits = session(run / "model.onnx").run(["logits"], {"audio": waves[1.0][:3]})[0]
+    np.testing.assert_allclose(logits, torch_logits(model, waves[1.0][:3]), rtol=0, atol=1e-4)
+
+    # A checkpoint path and -o; the trainer's entry point with its ExportConfig.
+    out = tmp_path / "elsewhere" / "m.onnx"
+    assert cli.main(["export", str(run / "checkpoints" / "best.pt"), "-o", str(out)]) == 0
+    assert json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}
+                      ["test_accuracy"]) == 0.875
+    written = export_run(run, cfg.export)
+    assert written == run / cfg.export.filename and written.is_file()
+
+
+def test_cli_export_of_a_broken_checkpoint_is_a_clear_error(tmp_path, capsys):
+    bad = tmp_path / "best.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert cli.main(["export", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "Traceback" not in err
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn", "lstm"])
+def test_int8_quantizes_the_encoder_weights_and_keeps_the_frontend_float(cell, waves, tmp_path):
+    model, cfg = tiny_model(f"model.cell={cell}", "model.conv_layers=1")
+    fp32 = session(export_model(model, cfg, tmp_path / "fp32.onnx"))
+    path = export_model(model, cfg, tmp_path / "int8.onnx", quantize="int8")
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    ops = all_op_types(proto.graph)
+    if cell == "lstm":
+        assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
+    else:  # the recurrence runs in a Loop whose MatMul has int8 weights
+        loop = next(n for n in proto.graph.node if n.op_type == "Loop")
+        assert "MatMulInteger" in all_op_types(loop.attribute[0].g)
+        assert not {"GRU", "RNN"} & set(ops)
+    assert "ConvInteger" in ops  # the encoder's causal conv
+    int8_weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert int8_weights
+    # The DFT conv of the frontend keeps float weights.
+    frontend_convs = [n for n in proto.graph.node if n.op_type == "Conv" and "/frontend/" in n.name]
+    assert len(frontend_convs) == 1
+    assert {p.key: p.value for p in proto.metadata_props}["quantize"] == "int8"
+
+    wave = waves[1.0]
+    want, got = (s.run(["probs"], {"audio": wave})[0] for s in (fp32, session(path)))
+    assert np.abs(got - want).max() < 0.02
+
+
+def test_int8_export_agrees_with_fp32_on_real_audio_after_training(fsdd_root, tmp_path):
+    """A GRU trained briefly on three digits: int8 picks the same digit as fp32."""
+    files = sorted(f for f in fsdd_root.glob("[012]_*.wav"))
+    rng = np.random.default_rng(0)
+    rng.shuffle(files)
+    clips = np.stack([audio.load(f, SAMPLE_RATE, SAMPLE_RATE // 2) for f in files[:300]])
+    targets = torch.tensor([int(f.name[0]) for f in files[:300]])
+    model, cfg = tiny_model("model.hidden_size=32", "model.num_layers=1", "data.clip_seconds=0.5",
+                            labels=LABELS[:3])
+    model.train()
+    optim = torch.optim.Adam(model.parameters(), lr=1e-2)
+    x = torch.from_numpy(clips)
+    for _ in range(4):
+        for i in range(0, 200, 25):
+            loss = torch.nn.functional.cross_entropy(model(x[i : i + 25]), targets[i : i + 25])
+            optim.zero_grad()
+            loss.backward()
+            optim.step()
+    model.eval()
+    held_out = clips[200:]
+    fp32 = session(export_model(model, cfg, tmp_path / "fp32.onnx")).run(
+        ["probs"], {"audio": held_out})[0]
+    int8 = session(export_model(model, cfg, tmp_path / "int8.onnx", quantize="int8")).run(
+        ["probs"], {"audio": held_out})[0]
+    assert (fp32.argmax(1) == targets[200:].numpy()).mean() > 0.6  # it learned something
+    assert (int8.argmax(1) == fp32.argmax(1)).mean() >= 0.95
+
+
+def _run_graph_in_chunks(path, wave: np.ndarray, chunk_hops: list[int]):
+    """Drive the raw streaming graph by the README's contract, with chunks of ``chunk_hops``
+    hops in turn; return the frames, the final state and the samples consumed."""
+    sess = session(path)
+    stream = json.loads(sess.get_modelmeta().custom_metadata_map["stream"])
+    batch = len(wave)
+    state = {name: np.zeros([batch if d == "batch" else d for d in shape],
+                            np.int64 if name == "offset" else np.float32)
+             for name, shape in stream["states"].items()}
+    outputs = [o.name for o in sess.get_outputs()]
+    frames, position = [], 0
+    for hops in itertools.cycle(chunk_hops):
+        size = hops * stream["hop_length"]
+        if position + size > wave.shape[1]:
+            break
+        result = dict(zip(outputs, sess.run(None, {"audio": wave[:, position : position + size],
+                                                   **state})))
+        state = {name: result[f"{name}_out"] for name in state}
+        frames.append(result["frames"])
+        assert result["logits"].shape[:2] == result["frames"].shape[:2]
+        position += size
+    return np.concatenate(frames, axis=1), state, position
+
+
+def _offline(model, wave: np.ndarray, frames: int | None = None):
+    """The offline per-frame encoder outputs and the recurrent state after ``frames`` frames."""
+    with torch.no_grad():
+        feats = model.features(torch.from_numpy(wave))
+        enc = model.encoder
+        rnn_input = enc.convs(enc.input_norm(feats).transpose(1, 2)).transpose(1, 2)
+        _, final = enc.rnn(rnn_input[:, :frames])
+        h = final[0] if isinstance(final, tuple) else final
+        return model.encode_frames(feats).numpy(), h.numpy()
+
+
+@pytest.mark.parametrize("cell,overrides", [
+    ("gru", []),
+    ("lstm", ["model.conv_layers=2", "model.input_norm=true"]),
+    ("rnn", ["model.conv_layers=1", "model.pooling=mean"]),
+])
+def test_streaming_reproduces_the_offline_frames(cell, overrides, fsdd_root, tmp_path):
+    model, cfg = tiny_model(f"model.cell={cell}", "features.normalize=false", *overrides)
+    path = export_model(model, cfg, tmp_path / "stream.onnx", streaming=True)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    hop = cfg.features.hop_length
+    # Two streams of real speech, 2.5 s each (several recordings back to back).
+    wave = fsdd_waves(fsdd_root, 2, 2.5, seed=1)
+
+    # The raw graph, chunks of 2, 5, 3, 1 hops (the first at least min_first_chunk): after n
+    # samples, frames 0 .. n // hop - 2 (delay_frames = 1 with the default features).
+    frames, state, consumed = _run_graph_in_chunks(path, wave, [2, 5, 3, 1])
+    offline, h = _offline(model, wave, frames.shape[1])
+    assert frames.shape[1] == consumed // hop - 1 == state["offset"][0]
+    np.testing.assert_allclose(frames, offline[:, : frames.shape[1]], rtol=0, atol=1e-4)
+    np.testing.assert_allclose(state["h"], h, rtol=0, atol=1e-4)
+
+    # The runtime, pushing arbitrary sizes, then flush(): every offline frame.
+    stream = StreamingRecognizer(path)
+    stream.reset(streams=2)
+    steps, position = [], 0
+    for size in itertools.cycle([1000, 37, 160, 2999]):
+        steps.append(stream.push(wave[:, position : position + size]))
+        position += size
+        if position >= wave.shape[1]:
+            break
+    steps.append(stream.flush())
+    counts = [s.frames.shape[1] for s in steps]
+    assert [s.first_frame for s in steps] == [sum(counts[:i]) for i in range(len(steps))]
+    frames = np.concatenate([s.frames for s in steps], axis=1)
+    assert frames.shape == offline.shape
+    np.testing.assert_allclose(frames, offline, rtol=0, atol=1e-4)
+
+
+def test_streaming_logits_are_the_head_of_each_frame(fsdd_root, tmp_path):
+    model, cfg = tiny_model("features.normalize=false", "model.pooling=last")
+    stream = StreamingRecognizer(export_model(model, cfg, tmp_path / "s.onnx", streaming=True))
+    wave = fsdd_waves(fsdd_root, 1, 1.0)[0]
+    steps = [stream.push(wave), stream.flush()]
+    frames = np.concatenate([s.frames for s in steps])
+    logits = np.concatenate([s.logits for s in steps])
+    with torch.no_grad():
+        np.testing.assert_allclose(logits, model.head(torch.from_numpy(frames)).numpy(),
+                                   rtol=0, atol=1e-4)
+    np.testing.assert_allclose(steps[0].probs.sum(-1), 1.0, atol=1e-5)
+    # With last pooling, the final frame's logits are the offline logits of the whole clip.
+    np.testing.assert_allclose(logits[-1], torch_logits(model, wave[None])[0], rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("override,needle", [
+    ("model.bidirectional=true", "model.bidirectional=false"),
+    ("features.normalize=true", "features.normalize=false"),
+    ("features.deltas=1", "features.deltas=0"),
+])
+def test_streaming_refuses_what_it_cannot_reproduce(override, needle, tmp_path):
+    model, cfg = tiny_model("features.normalize=false", override)
+    with pytest.raises(SpeechRNNError, match=needle):
+        export_model(model, cfg, tmp_path / "s.onnx", streaming=True)
+    assert not (tmp_path / "s.onnx").exists()
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_streaming_int8(cell, fsdd_root, tmp_path):
+    model, cfg = tiny_model(f"model.cell={cell}", "features.normalize=false")
+    fp32 = export_model(model, cfg, tmp_path / "s.onnx", streaming=True)
+    int8 = export_model(model, cfg, tmp_path / "s8.onnx", streaming=True, quantize="int8")
+    assert {"MatMulInteger", "DynamicQuantizeLSTM"} & set(all_op_types(onnx.load(str(int8)).graph))
+    wave = fsdd_waves(fsdd_root, 1, 1.0)
+    want = _run_graph_in_chunks(fp32, wave, [4])[0]
+    got = _run_graph_in_chunks(int8, wave, [4])[0]
+    assert np.abs(got - want).max() < 0.05
