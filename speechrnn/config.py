@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -106,6 +107,10 @@ class DataConfig:
     synth: SynthConfig = field(default_factory=SynthConfig)
     # Long-range memory probe: word first, then this many seconds of noise (None: off).
     probe_delay_seconds: Optional[float] = None
+    # Cross-corpus testing: the test split is this source's test split (read from test_root),
+    # with its labels mapped onto the training labels (digits "0".."9" <-> "zero".."nine").
+    test_source: Optional[DataSource] = None
+    test_root: Optional[str] = None
 
 
 @dataclass
@@ -118,7 +123,8 @@ class FeaturesConfig:
     f_min: float = 20.0
     f_max: Optional[float] = None
     deltas: int = 0
-    normalize: bool = True
+    # Per-utterance mean/variance: not causal, so such a model cannot be exported for streaming.
+    normalize: bool = False
     freq_masks: int = 0
     freq_mask_width: int = 8
     time_masks: int = 0
@@ -150,7 +156,8 @@ class ModelConfig:
     pooling: Pooling = Pooling.last
     conv_layers: int = 0
     conv_channels: int = 64
-    input_norm: bool = False
+    # LayerNorm on each input frame: the streaming-friendly way to tame MFCC scales.
+    input_norm: bool = True
     impl: Impl = Impl.torch
 
 
@@ -202,6 +209,69 @@ class ExportConfig:
     streaming: bool = False
 
 
+class ParamType(str, Enum):
+    float = "float"
+    int = "int"
+    categorical = "categorical"
+
+
+class PrunerName(str, Enum):
+    none = "none"
+    median = "median"
+    hyperband = "hyperband"
+    threshold = "threshold"
+
+
+class SamplerName(str, Enum):
+    tpe = "tpe"
+    random = "random"
+
+
+@dataclass
+class ParamSpec:
+    """One searched value: float/int in [low, high] (log scale if ``log``), or one of ``choices``."""
+
+    type: ParamType = ParamType.float
+    low: Optional[float] = None
+    high: Optional[float] = None
+    log: bool = False
+    step: Optional[float] = None
+    choices: Optional[list[Any]] = None
+
+
+@dataclass
+class PrunerConfig:
+    name: PrunerName = PrunerName.median
+    # median: no pruning until this many trials have finished, nor before this epoch.
+    n_startup_trials: int = 5
+    n_warmup_steps: int = 1
+    # hyperband: epochs of the smallest rung; each rung keeps 1/reduction_factor of the trials.
+    min_resource: int = 1
+    reduction_factor: int = 3
+    # threshold: prune once val/acc is below this (after n_warmup_steps epochs).
+    lower: Optional[float] = None
+
+
+@dataclass
+class SweepConfig:
+    """An Optuna study over training configs (``speechrnn sweep sweep=<name>``)."""
+
+    name: str = MISSING  # the study name; also the wandb group of its trials
+    dir: str = "sweeps/${sweep.name}"
+    trials: int = 20  # finished (complete or pruned) trials, over all workers and machines
+    workers: int = 1  # worker processes on this machine
+    # None: an Optuna journal file in the sweep dir; or an SQLAlchemy URL (postgresql://...).
+    storage: Optional[str] = None
+    sampler: SamplerName = SamplerName.tpe
+    seed: Optional[int] = 0
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    # A worker that stops sending heartbeats for 2x this long is taken as dead; its trial
+    # is marked failed and its parameters are tried again.
+    heartbeat_seconds: int = 60
+    # "group.key" -> search range, e.g. {"optim.lr": {type: float, low: 1e-4, high: 1e-2, log: true}}
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+
+
 @dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
@@ -214,7 +284,7 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
     # Set by `speechrnn sweep` (the search space); absent for plain training.
-    sweep: Optional[Any] = None
+    sweep: Optional[SweepConfig] = None
 
 
 def register() -> None:

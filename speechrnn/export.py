@@ -39,6 +39,8 @@ from .features import MFCC
 from .models.encoder import choice
 from .runtime import FORMAT, FORMAT_KEY
 
+log = logging.getLogger(__name__)
+
 QUANTIZE = ("none", "int8")
 # Parity a fresh export must reach against PyTorch before it is written (fp32 only).
 VERIFY_ATOL = 1e-3
@@ -438,6 +440,28 @@ def export_run(source: str | os.PathLike, settings=None,
     return export_model(model, cfg, output or folder / settings.filename,
                         quantize=choice(settings.quantize), streaming=bool(settings.streaming),
                         opset=int(settings.opset), test_accuracy=recorded_test_accuracy(source))
+
+
+def export_after_training(run_dir: Path, settings) -> dict[str, str]:
+    """What a finished run exports: always the plain fp32 ``settings.filename``, plus the int8
+    and streaming variants when ``settings`` asks; a variant the model cannot have is skipped
+    with a warning (the run stays usable), the plain model never is."""
+    variants = [("onnx", "none", False)]
+    if choice(settings.quantize) == "int8":
+        variants.append(("onnx_int8", "int8", False))
+    if settings.streaming:
+        variants.append(("onnx_streaming", "none", True))
+    written = {}
+    for key, quantize, streaming in variants:
+        output = run_dir / settings.filename if key == "onnx" else default_output(run_dir, quantize, streaming)
+        variant = ExportConfig(opset=int(settings.opset), quantize=quantize, streaming=streaming)
+        try:
+            written[key] = str(export_run(run_dir, variant, output))
+        except SpeechRNNError as exc:
+            if key == "onnx":
+                raise
+            log.warning("skipped the %s export: %s", key, exc)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

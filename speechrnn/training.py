@@ -436,9 +436,9 @@ class Trainer:
         }
         self.tracker.log({"test/acc": test["accuracy"], "test/loss": test["loss"]}, step=self.step)
         if self.cfg.export.enabled:
-            from .export import export_run
+            from .export import export_after_training
 
-            summary["onnx"] = str(export_run(self.run_dir, self.cfg.export))
+            summary.update(export_after_training(self.run_dir, self.cfg.export))
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         self.tracker.finish(summary, images)
         log.info("test/acc %.4f (best val/acc %.4f at epoch %d); run dir %s",

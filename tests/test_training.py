@@ -135,3 +135,23 @@ def test_ddp_with_two_cpu_processes(tmp_path):
     single_steps = [r for r in read_jsonl(tmp_path / "single" / "metrics.jsonl") if r["kind"] == "step"]
     assert len(steps) < len(single_steps)
     assert summary["labels"] == single["labels"]
+
+
+def test_a_finished_run_exports_its_onnx_variants(tmp_path):
+    from speechrnn.runtime import Recognizer
+
+    summary = fit(smoke_config("export.enabled=true", "export.quantize=int8", "export.streaming=true",
+                               "trainer.epochs=1"), tmp_path)
+    for key, name in (("onnx", "model.onnx"), ("onnx_int8", "model.int8.onnx"),
+                      ("onnx_streaming", "model.streaming.onnx")):
+        assert summary[key] == str(tmp_path / name) and (tmp_path / name).stat().st_size > 0
+    recognizer = Recognizer(tmp_path / "model.onnx")
+    assert recognizer.labels == summary["labels"]
+    assert recognizer.info.test_accuracy == pytest.approx(summary["test_accuracy"])
+
+
+def test_a_variant_the_model_cannot_have_is_skipped_not_fatal(tmp_path, caplog):
+    summary = fit(smoke_config("export.enabled=true", "export.streaming=true", "model.bidirectional=true",
+                               "trainer.epochs=1"), tmp_path)
+    assert (tmp_path / "model.onnx").is_file() and "onnx_streaming" not in summary
+    assert "skipped the onnx_streaming export" in caplog.text
