@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,17 +45,26 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
     except pickle.UnpicklingError as exc:
         raise SpeechRNNError(
             f"{path}: refused to load: the checkpoint holds more than tensors and plain data "
-            f"(pickled code?) and is not safe to open ({str(exc).splitlines()[0]}). "
+            f"(pickled code?) and is not safe to open ({_unsafe_part(exc)}). "
             "Only load checkpoints written by speechrnn from a source you trust."
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
+    except Exception as exc:
+        # A corrupt file fails anywhere in torch: RuntimeError, EOFError, IndexError,
+        # UnicodeDecodeError... (found by fuzzing truncated and mutated checkpoints).
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise SpeechRNNError(
-            f"{path}: not a readable checkpoint ({str(exc).splitlines()[0]}); "
+            f"{path}: not a readable checkpoint ({reason}); "
             "it may be truncated: use checkpoints/last.pt or best.pt of a finished run"
         ) from None
     if not isinstance(state, dict) or not {"model", "config", "labels"} <= state.keys():
         raise SpeechRNNError(f"{path}: not a speechrnn checkpoint (missing model/config/labels)")
     return state
+
+
+def _unsafe_part(exc: pickle.UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused, without its advice to load the file unsafely."""
+    found = re.search(r"WeightsUnpickler error:\s*([^\n]+?)(?:\. |\n|$)", str(exc))
+    return found[1] if found else "objects other than tensors and plain data"
 
 
 def resolve(run_or_checkpoint: str | os.PathLike) -> Path:

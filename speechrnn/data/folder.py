@@ -76,39 +76,47 @@ def _column(fields: dict[str, str], names: tuple[str, ...]) -> str | None:
     return next((fields[n] for n in names if n in fields), None)
 
 
-def read_manifest(manifest: str | Path, root: Path, on_bad_file: str = "skip") -> list[Clip]:
-    manifest = Path(manifest)
+def _read_csv(manifest: Path) -> tuple[list[str], list[tuple[int, dict]]]:
+    """The header and the (line number, row) pairs of a CSV file."""
     try:
-        handle = manifest.open(newline="", encoding="utf-8")
+        with manifest.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            return reader.fieldnames or [], [(reader.line_num, row) for row in reader]
     except OSError as exc:
         raise SpeechRNNError(f"{manifest}: cannot open the manifest ({exc.strerror}); fix the "
                              "data.*_manifest setting") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise SpeechRNNError(f"{manifest}: not readable as UTF-8 CSV ({exc}); save it as UTF-8 "
+                             "text with a header row (e.g. path,label)") from None
+
+
+def read_manifest(manifest: str | Path, root: Path, on_bad_file: str = "skip") -> list[Clip]:
+    manifest = Path(manifest)
+    header, rows = _read_csv(manifest)
     clips, missing = [], []
     base = os.path.normpath(root.absolute())
-    with handle:
-        reader = csv.DictReader(handle)
-        fields = {name.strip().lower(): name for name in reader.fieldnames or []}
-        path_col, label_col = _column(fields, PATH_COLUMNS), _column(fields, LABEL_COLUMNS)
-        if path_col is None or label_col is None:
-            raise SpeechRNNError(
-                f"{manifest}: header {reader.fieldnames} lacks a path column "
-                f"({' or '.join(PATH_COLUMNS)}) or a label column ({' or '.join(LABEL_COLUMNS)}); "
-                "the first row must name the columns, e.g. path,label")
-        speaker_col = fields.get("speaker")
-        for row in reader:
-            where = f"{manifest}, line {reader.line_num}"
-            rel, label = (row[path_col] or "").strip(), (row[label_col] or "").strip()
-            if not rel or not label:
-                raise SpeechRNNError(f"{where}: empty path or label; fill it in or delete the line")
-            target = os.path.normpath(os.path.join(base, rel))
-            if os.path.commonpath([base, target]) != base:
-                raise SpeechRNNError(f"{where}: {rel!r} lies outside data.root ({root}); manifest "
-                                     "paths must be relative to data.root and stay inside it")
-            if not os.path.isfile(target):
-                missing.append(f"line {reader.line_num}: {rel}")
-                continue
-            speaker = (row[speaker_col] or "").strip() if speaker_col else ""
-            clips.append(_clip(Path(target), label, speaker))
+    fields = {name.strip().lower(): name for name in header}
+    path_col, label_col = _column(fields, PATH_COLUMNS), _column(fields, LABEL_COLUMNS)
+    if path_col is None or label_col is None:
+        raise SpeechRNNError(
+            f"{manifest}: header {header} lacks a path column "
+            f"({' or '.join(PATH_COLUMNS)}) or a label column ({' or '.join(LABEL_COLUMNS)}); "
+            "the first row must name the columns, e.g. path,label")
+    speaker_col = fields.get("speaker")
+    for line, row in rows:
+        where = f"{manifest}, line {line}"
+        rel, label = (row[path_col] or "").strip(), (row[label_col] or "").strip()
+        if not rel or not label:
+            raise SpeechRNNError(f"{where}: empty path or label; fill it in or delete the line")
+        target = os.path.normpath(os.path.join(base, rel))
+        if os.path.commonpath([base, target]) != base:
+            raise SpeechRNNError(f"{where}: {rel!r} lies outside data.root ({root}); manifest "
+                                 "paths must be relative to data.root and stay inside it")
+        if not os.path.isfile(target):
+            missing.append(f"line {line}: {rel}")
+            continue
+        speaker = (row[speaker_col] or "").strip() if speaker_col else ""
+        clips.append(_clip(Path(target), label, speaker))
     report_missing(missing, str(manifest), on_bad_file)
     return clips
 

@@ -1,0 +1,207 @@
+"""Files from strangers: checkpoints never run code, ONNX files that are not speechrnn models or
+carry broken metadata are refused naming the key, a model's sample rate is honoured by
+resampling, and manifests cannot reach outside data.root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import soundfile as sf
+import torch
+from hydra import compose, initialize_config_dir
+from onnx import TensorProto, helper
+
+from hostile import tiny_model
+from speechrnn import audio, checkpoint
+from speechrnn.config import CONF_DIR
+from speechrnn.data import build_splits
+from speechrnn.errors import SpeechRNNError
+from speechrnn.runtime import Recognizer
+
+LABELS = ["zero", "one", "two"]
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+class CreatesAFile:
+    """Unpickling this calls open(marker, "w"): code run by merely loading the file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), "w")
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("writer", ["torch.save", "legacy torch.save", "plain pickle"])
+def test_a_checkpoint_carrying_pickled_code_is_refused_and_never_run(tmp_path, writer):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    state = {"model": CreatesAFile(marker), "config": {}, "labels": LABELS, "epoch": 1}
+    path = tmp_path / "checkpoints" / "best.pt"
+    path.parent.mkdir()
+    if writer == "plain pickle":
+        path.write_bytes(pickle.dumps(state))
+    else:
+        torch.save(state, path, _use_new_zipfile_serialization=writer == "torch.save")
+    assert not marker.exists()
+
+    for load in (lambda: checkpoint.load(path), lambda: checkpoint.load_model(tmp_path)):
+        with pytest.raises(SpeechRNNError, match="refused to load") as caught:
+            load()
+        message = str(caught.value)
+        assert str(path) in message and "not safe to open" in message
+        assert "weights_only` set to `False`" not in message, "never advise the unsafe load"
+        assert not marker.exists(), "loading the checkpoint ran its code"
+    if writer != "plain pickle":
+        assert "open" in message, "the message names what was refused"
+
+
+def test_a_truncated_checkpoint_is_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "last.pt"
+    checkpoint.save({"model": {"w": torch.ones(64, 64)}, "config": {}, "labels": LABELS}, path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(SpeechRNNError, match="not a readable checkpoint"):
+        checkpoint.load(path)
+
+
+# --- ONNX files --------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def model_16k(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("m16") / "model.onnx", LABELS)
+
+
+@pytest.fixture(scope="module")
+def model_8k(tmp_path_factory) -> Path:
+    return tiny_model(tmp_path_factory.mktemp("m8") / "model.onnx", LABELS, "data.sample_rate=8000")
+
+
+def metadata(path: Path) -> dict[str, str]:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def with_metadata(source: Path, target: Path, **changes) -> Path:
+    """A copy of an ONNX file with metadata keys replaced (a str) or removed (None)."""
+    proto = onnx.load(str(source))
+    props = {p.key: p.value for p in proto.metadata_props}
+    props.update(changes)
+    del proto.metadata_props[:]
+    for key, value in props.items():
+        if value is not None:
+            proto.metadata_props.add(key=key, value=value)
+    onnx.save(proto, str(target))
+    return target
+
+
+def test_an_onnx_file_that_is_not_a_speechrnn_model_is_refused(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])], "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])])
+    path = tmp_path / "identity.onnx"
+    onnx.save(helper.make_model(graph), str(path))
+    with pytest.raises(SpeechRNNError, match="not a speechrnn model") as caught:
+        Recognizer(path)
+    assert str(path) in str(caught.value)
+
+
+def test_a_file_that_is_not_onnx_at_all_is_refused(tmp_path):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(b"\x00garbage, not a protobuf" * 10)
+    with pytest.raises(SpeechRNNError, match="not a loadable ONNX model"):
+        Recognizer(path)
+
+
+def test_every_metadata_key_is_required_and_named_when_missing(model_16k, tmp_path):
+    keys = sorted(metadata(model_16k))
+    assert {"labels", "sample_rate"} <= set(keys)
+    for key in keys:
+        broken = with_metadata(model_16k, tmp_path / f"without_{key}.onnx", **{key: None})
+        with pytest.raises(SpeechRNNError, match=repr(key)):
+            Recognizer(broken)
+
+
+@pytest.mark.parametrize("key,value", [
+    ("labels", "zero, one, two"),  # not JSON
+    ("labels", '"zero"'),  # JSON, not a list
+    ("labels", '["zero"]'),  # one class
+    ("labels", "[1, 2, 3]"),  # not strings
+    ("sample_rate", "sixteen thousand"),
+    ("sample_rate", "16000.5"),
+    ("sample_rate", "-16000"),
+    ("sample_rate", "true"),
+    ("clip_samples", "0"),
+])
+def test_garbled_metadata_is_refused_naming_the_key(model_16k, tmp_path, key, value):
+    broken = with_metadata(model_16k, tmp_path / "garbled.onnx", **{key: value})
+    with pytest.raises(SpeechRNNError, match=repr(key)) as caught:
+        Recognizer(broken)
+    assert str(broken) in str(caught.value)
+
+
+def fsdd_clip(fsdd_root: Path) -> tuple[np.ndarray, int]:
+    samples, rate = audio.read(fsdd_root / "3_theo_0.wav")
+    assert rate == 8000
+    return samples, rate
+
+
+def test_input_at_another_rate_than_the_model_is_resampled(model_8k, model_16k, fsdd_root, tmp_path):
+    clip8, _ = fsdd_clip(fsdd_root)
+    clip16 = audio.resample(clip8, 8000, 16000)
+    sf.write(tmp_path / "at8k.wav", clip8, 8000, subtype="FLOAT")
+    sf.write(tmp_path / "at16k.wav", clip16, 16000, subtype="FLOAT")
+    for model in (model_8k, model_16k):
+        recognizer = Recognizer(model)
+        files = recognizer.predict_batch([tmp_path / "at8k.wav", tmp_path / "at16k.wav"], top_k=3)
+        arrays = [recognizer.predict(clip8, 8000, top_k=3), recognizer.predict(clip16, 16000, top_k=3)]
+        probs = [dict(p.top_k) for p in files + arrays]
+        for other in probs[1:]:
+            assert max(abs(other[k] - probs[0][k]) for k in LABELS) < 0.02
+        # Declaring the wrong rate changes the answer: the rate is used, not ignored.
+        wrong = dict(recognizer.predict(clip16, 8000, top_k=3).top_k)
+        assert max(abs(wrong[k] - probs[0][k]) for k in LABELS) > 0.02
+
+
+# --- manifests ---------------------------------------------------------------------------------
+
+def folder_config(root: Path, manifest: Path):
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["recipe=smoke", "data=folder", f"data.root={root}",
+                                           f"data.train_manifest={manifest}"])
+    return cfg.data
+
+
+@pytest.mark.parametrize("escape", ["../../etc/passwd", "/etc/passwd", "yes/../../outside.wav",
+                                    "./../root_sibling.wav"])
+def test_manifest_paths_escaping_the_data_root_are_rejected(tmp_path, escape):
+    root = tmp_path / "root"
+    (root / "yes").mkdir(parents=True)
+    sf.write(root / "yes" / "a.wav", np.zeros(1600, np.float32), 16000)
+    sf.write(tmp_path / "outside.wav", np.zeros(1600, np.float32), 16000)
+    sf.write(tmp_path / "root_sibling.wav", np.zeros(1600, np.float32), 16000)
+    manifest = tmp_path / "train.csv"
+    manifest.write_text(f"path,label\nyes/a.wav,yes\n{escape},no\n")
+    with pytest.raises(SpeechRNNError, match="outside data.root") as caught:
+        build_splits(folder_config(root, manifest))
+    assert escape in str(caught.value) and "line 3" in str(caught.value)
+
+
+def test_a_manifest_inside_the_root_still_works(tmp_path):
+    root = tmp_path / "root"
+    for label in ("yes", "no"):
+        (root / label).mkdir(parents=True)
+        for i in range(4):
+            sf.write(root / label / f"{i}.wav", np.zeros(1600, np.float32), 16000)
+    manifest = tmp_path / "train.csv"
+    manifest.write_text("path,label\n" + "".join(f"{l}/{i}.wav,{l}\n" for l in ("yes", "no")
+                                                 for i in range(4)))
+    splits = build_splits(folder_config(root, manifest))
+    assert splits.labels == ["no", "yes"]
+    assert sum(len(c) for _, c in splits.items()) == 8
+    assert all(Path(c.path).is_relative_to(root) for _, clips in splits.items() for c in clips)
