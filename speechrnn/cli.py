@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     if name not in COMMANDS:
         print(f"speechrnn: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
     try:
+        module = importlib.import_module(COMMANDS[name][0])
         return int(module.main(rest) or 0)
     except SpeechRNNError as exc:
         print(f"speechrnn {name}: error: {exc}", file=sys.stderr)

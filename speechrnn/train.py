@@ -35,6 +35,9 @@ def hydra_main(cfg: DictConfig) -> float:
         log.error("%s", exc)
         print(f"speechrnn train: error: {exc}", file=sys.stderr)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        # The trainer has logged where the state is and the command that resumes it.
+        raise SystemExit(130) from None
     return summary.get("val_accuracy", float("nan"))
 
 

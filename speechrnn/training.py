@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from . import checkpoint, reports, tracking
 from .data import build_datasets, build_splits, make_loader
+from .data.validate import check_clips
 from .errors import SpeechRNNError
 from .evaluate import evaluate_split
 from .models import build_model, count_parameters
@@ -204,12 +205,14 @@ class Trainer:
         self.ckpt_dir = run_dir / "checkpoints"
         if self.dist.is_main:
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            for torn in self.ckpt_dir.glob(".*.tmp"):  # left by a process killed mid-write
+                torn.unlink()
             OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
         # Rank 0 prepares the data first (the synthetic set may be rendered into a shared cache).
         if not self.dist.is_main:
             self.dist.barrier()
-        self.splits = build_splits(cfg.data)
+        self.splits = check_clips(build_splits(cfg.data), cfg.data.on_bad_file)
         if self.dist.is_main:
             self.dist.barrier()
         self.labels = self.splits.labels
@@ -396,7 +399,8 @@ class Trainer:
         try:
             from hydra.core.hydra_config import HydraConfig
 
-            return list(HydraConfig.get().overrides.task)
+            overrides = HydraConfig.get().overrides.task
+            return [o for o in overrides if not o.startswith("trainer.resume=")]
         except ValueError:
             return []
 
