@@ -23,6 +23,9 @@ class Tracker:
     def finish(self, summary: dict, images: dict[str, Path]) -> None:
         pass
 
+    def abort(self) -> None:
+        """The run stopped early (interrupted, pruned, failed)."""
+
 
 def has_wandb_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
@@ -61,6 +64,9 @@ class WandbTracker(Tracker):
         flat = {k: v for k, v in summary.items() if isinstance(v, (int, float, str))}
         self.run.summary.update(flat)
         self.run.finish()
+
+    def abort(self) -> None:
+        self.run.finish(exit_code=1)
 
 
 def start(logger_cfg, config: dict, run_dir: Path) -> Tracker:

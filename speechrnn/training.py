@@ -356,14 +356,19 @@ class Trainer:
         try:
             while self.epoch < self.cfg.trainer.epochs and not self.should_stop():
                 self.run_epoch()
-        except KeyboardInterrupt:
-            log.warning(
-                "interrupted: %s holds the state after epoch %d. Resume with:\n  speechrnn train %s "
-                "hydra.run.dir=%s trainer.resume=true",
-                self.ckpt_dir / "last.pt", self.epoch, " ".join(self.overrides()), self.run_dir,
-            )
+        except BaseException as exc:
+            self.tracker.abort()
+            if isinstance(exc, KeyboardInterrupt):
+                self.log_how_to_resume()
             raise
         return self.finish()
+
+    def log_how_to_resume(self) -> None:
+        log.warning(
+            "interrupted: %s holds the state after epoch %d. Resume with:\n  speechrnn train %s "
+            "hydra.run.dir=%s trainer.resume=true",
+            self.ckpt_dir / "last.pt", self.epoch, " ".join(self.overrides()), self.run_dir,
+        )
 
     def run_epoch(self) -> None:
         record = self.train_epoch()
