@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig
+
+from .errors import SpeechRNNError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -143,6 +145,15 @@ class AugmentConfig:
     gain_db_max: float = 6.0
     speed_min: float = 0.9
     speed_max: float = 1.1
+    # Formant (vocal tract length) warp factor range; 1.0 is no change.
+    vtlp_min: float = 1.0
+    vtlp_max: float = 1.0
+    # Synthetic room reverberation: how often, and the range of reverberation times (s).
+    reverb_prob: float = 0.0
+    rt60_min: float = 0.1
+    rt60_max: float = 0.6
+    # How often a clip is cut to its speech and zero-padded (like a corpus of trimmed clips).
+    endpoint_prob: float = 0.0
 
 
 @dataclass
@@ -285,6 +296,43 @@ class Config:
     export: ExportConfig = field(default_factory=ExportConfig)
     # Set by `speechrnn sweep` (the search space); absent for plain training.
     sweep: Optional[SweepConfig] = None
+
+
+def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The config `speechrnn train OVERRIDES` would run, composed and type-checked by Hydra.
+
+    Any mistake in the overrides (unknown key, bad value or option, malformed syntax) becomes
+    a SpeechRNNError that quotes Hydra's explanation.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=list(overrides))
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        # Hydra's override parser raises plain ValueErrors for some malformed overrides.
+        raise SpeechRNNError(f"bad overrides {list(overrides)}: {describe_config_error(exc)}") from None
+    check_resolves(cfg)
+    return cfg
+
+
+def check_resolves(cfg: DictConfig) -> None:
+    """Every ${...} interpolation resolves: a bad one is named now, not halfway through a run."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except OmegaConfBaseException as exc:
+        raise SpeechRNNError(f"the config does not resolve: {describe_config_error(exc)}") from None
+
+
+def describe_config_error(exc: BaseException) -> str:
+    """Hydra's message plus the OmegaConf cause it wraps (which holds the valid choices)."""
+    cause = exc.__cause__
+    return f"{exc}\n{cause}" if cause is not None and str(cause) not in str(exc) else str(exc)
 
 
 def register() -> None:

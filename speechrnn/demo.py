@@ -15,9 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
-from .config import CONF_DIR
+from .config import compose_config
 from .data.base import UNKNOWN
 from .data.synthetic import ensure_rendered
 
@@ -43,9 +41,7 @@ def true_label(path: Path, labels: list[str]) -> str:
 
 def main() -> int:
     start = time.perf_counter()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config")
-    root = ensure_rendered(cfg.data)
+    root = ensure_rendered(compose_config().data)
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     speechrnn("train", f"hydra.run.dir={RUN_DIR}")
 

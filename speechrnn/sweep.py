@@ -25,14 +25,12 @@ from pathlib import Path
 from typing import Optional
 
 import optuna
-from hydra import compose, initialize_config_dir
-from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from . import leaderboard
-from .config import CONF_DIR
+from .config import CONF_DIR, compose_config
 from .errors import SpeechRNNError
 
 log = logging.getLogger("speechrnn.sweep")
@@ -56,14 +54,6 @@ class SurplusTrial(Exception):
 
 
 # -- configuration ----------------------------------------------------------------------------
-def compose_config(overrides: list[str]) -> DictConfig:
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="sweep"):
-            return compose(config_name="config", overrides=list(overrides))
-    except HydraException as exc:
-        raise SpeechRNNError(f"{exc}") from None
-
-
 def override_keys(overrides: list[str]) -> set[str]:
     return {o.split("=", 1)[0].lstrip("+~") for o in overrides}
 

@@ -10,23 +10,29 @@ Examples:
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from .config import CONF_DIR
+from .config import CONF_DIR, check_resolves, describe_config_error
 from .errors import SpeechRNNError
 from .training import fit
 
 log = logging.getLogger("speechrnn.train")
+jobs_started = 0
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    global jobs_started
+    jobs_started += 1
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         require_values(cfg)
         summary = fit(cfg, run_dir)
@@ -34,6 +40,8 @@ def hydra_main(cfg: DictConfig) -> float:
         # A problem the user can fix: say what it is, without a traceback.
         log.error("%s", exc)
         print(f"speechrnn train: error: {exc}", file=sys.stderr)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            return float("nan")  # the other jobs go on; the leaderboard lists this one as failed
         raise SystemExit(1) from None
     except KeyboardInterrupt:
         # The trainer has logged where the state is and the command that resumes it.
@@ -42,6 +50,7 @@ def hydra_main(cfg: DictConfig) -> float:
 
 
 def require_values(cfg: DictConfig) -> None:
+    check_resolves(cfg)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         hint = " ".join(f"{key}=..." for key in missing)
@@ -51,9 +60,18 @@ def require_values(cfg: DictConfig) -> None:
 def main(argv: list[str] | None = None) -> int:
     if argv is not None:
         sys.argv = ["speechrnn train", *argv]
-    hydra_main()
+    # Hydra then lets errors through instead of printing them with a traceback: errors in the
+    # command line (before any job starts) are reported here in one line each.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        hydra_main()
+    except Exception as exc:
+        if jobs_started:
+            raise
+        print(f"speechrnn train: error in the command line: {describe_config_error(exc)}", file=sys.stderr)
+        return 2
     return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
