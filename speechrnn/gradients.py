@@ -37,6 +37,7 @@ import torch.nn.functional as F  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from torch import nn  # noqa: E402
 
+from .config import compose_config  # noqa: E402
 from .errors import SpeechRNNError  # noqa: E402
 
 CELLS = ("rnn", "lstm", "gru")
@@ -159,21 +160,6 @@ def clip_batch(cfg: DictConfig, split: str, count: int, labels: list[str] | None
     indices = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
     items = [dataset[int(i)] for i in indices]
     return torch.stack([w for w, _ in items]), torch.tensor([y for _, y in items]), splits.labels
-
-
-def compose(overrides: list[str]) -> DictConfig:
-    """The config `speechrnn train OVERRIDES` would run (Hydra composition, validated)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-
-    from .config import CONF_DIR
-
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=list(overrides))
-    except HydraException as exc:
-        raise SpeechRNNError(f"bad overrides {overrides}: {exc}") from None
 
 
 def with_model(cfg: DictConfig, **model) -> DictConfig:
@@ -362,7 +348,7 @@ def main(argv: list[str]) -> int:
                                     waves, targets, trained=True))
         base_cfg = cfg
     else:
-        base_cfg = compose(overrides)
+        base_cfg = compose_config(overrides)
         waves, targets, labels = batch_for(base_cfg, args.split)
         for cell in [c.strip() for c in args.cells.split(",") if c.strip()]:
             if cell not in CELLS:
