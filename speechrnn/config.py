@@ -164,7 +164,7 @@ class ModelConfig:
     bidirectional: bool = False
     dropout: float = 0.1
     nonlinearity: Nonlinearity = Nonlinearity.tanh
-    pooling: Pooling = Pooling.last
+    pooling: Pooling = Pooling.mean
     conv_layers: int = 0
     conv_channels: int = 64
     # LayerNorm on each input frame: the streaming-friendly way to tame MFCC scales.
