@@ -12,10 +12,12 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import onnxruntime as ort
+import soundfile as sf
+import soxr
 
 from . import audio
 from .errors import SpeechRNNError
@@ -235,6 +237,29 @@ class StreamStep:
     probs: np.ndarray
     frames: np.ndarray
     first_frame: int
+
+
+def read_blocks(path: str | os.PathLike, sample_rate: int, block_seconds: float = 10.0
+                ) -> Iterator[np.ndarray]:
+    """A (long) file as consecutive float32 mono blocks at ``sample_rate``: decoded and
+    resampled ``block_seconds`` of the file at a time, so memory does not grow with its length.
+    The blocks joined are the whole file resampled. Raises AudioError for a file that is
+    unusable (before the first block) or turns out corrupt (at the block where it does)."""
+    path = Path(path)
+    _, rate = audio.read(path, 0, 1)  # checks the file and its header
+    with sf.SoundFile(os.fsencode(path)) as f:
+        total = f.frames
+    block = max(1, round(block_seconds * rate))
+    resampler = (soxr.ResampleStream(rate, sample_rate, 1, dtype="float32")
+                 if rate != sample_rate else None)
+    for start in range(0, total, block):
+        samples, _ = audio.read(path, start, block)
+        last = start + block >= total or len(samples) < block
+        if resampler is not None:
+            samples = resampler.resample_chunk(samples, last=last)
+        yield samples
+        if last:
+            break
 
 
 class StreamingRecognizer:
