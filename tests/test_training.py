@@ -102,11 +102,16 @@ def test_seeded_runs_are_identical(tmp_path, smoke_run):
     assert again["test_loss"] == smoke_run[1]["test_loss"]
 
 
-def test_wandb_offline_run_is_written(tmp_path, monkeypatch):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    summary = fit(smoke_config("logger=wandb", "trainer.epochs=1"), tmp_path)
+def test_wandb_offline_run_is_written(tmp_path):
+    """A real offline run from the CLI (no credentials): the run files a user can `wandb sync`."""
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path)}
+    env.pop("WANDB_API_KEY", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "speechrnn", "train", *FAST, "logger=wandb", "trainer.epochs=1",
+         f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     run_files = list(runs[0].glob("run-*.wandb"))
@@ -114,7 +119,7 @@ def test_wandb_offline_run_is_written(tmp_path, monkeypatch):
     # The binary run log holds the logged metrics and the summary.
     payload = run_files[0].read_bytes()
     assert b"val/acc" in payload and b"test_accuracy" in payload
-    assert summary["epochs"] == 1
+    assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 1
 
 
 @pytest.mark.slow
