@@ -25,7 +25,9 @@ SHOWN = 12
 
 def speechrnn(*args: str, capture: bool = False) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "speechrnn", *args]
-    print("\n$ speechrnn " + " ".join(args), flush=True)
+    paths = [a for a in args if a.endswith(".wav")]
+    shown = [a for a in args if not a.endswith(".wav")] + ([f"<{len(paths)} clips>"] if paths else [])
+    print("\n$ speechrnn " + " ".join(shown), flush=True)
     return subprocess.run(command, check=capture is False, text=True,
                           stdout=subprocess.PIPE if capture else None)
 
