@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 import pytest
 import soundfile as sf
 
 from speechrnn import audio
 from speechrnn.config import AugmentConfig
-from speechrnn.data.augment import (Augment, BackgroundNoise, Gain, NoiseBank, Speed, TimeShift,
-                                    build_transform)
+from speechrnn.data.augment import (Augment, BackgroundNoise, Endpoint, Gain, NoiseBank, Reverb,
+                                    Speed, TimeShift, VocalTract, build_transform)
 from speechrnn.errors import SpeechRNNError
 
 RATE = 16000
@@ -146,10 +147,23 @@ def test_build_transform_follows_the_config(noise_root, speech):
     assert first.shape == speech.shape and first.dtype == np.float32
 
 
+def test_build_transform_orders_every_step(noise_root):
+    cfg = AugmentConfig(vtlp_min=0.9, vtlp_max=1.1, reverb_prob=0.5, rt60_min=0.2, rt60_max=0.4,
+                        endpoint_prob=0.5)
+    steps = build_transform(cfg, RATE, noise_root).steps
+    assert [type(s) for s in steps] == [Speed, VocalTract, TimeShift, Reverb, BackgroundNoise,
+                                        Endpoint, Gain]
+    assert (steps[1].factor_min, steps[3].rt60_max, steps[5].prob) == (0.9, 0.4, 0.5)
+
+
 @pytest.mark.parametrize("override, message", [
     ({"snr_db_min": 20.0, "snr_db_max": 10.0}, "augment.snr_db_min"),
     ({"gain_db_min": 3.0, "gain_db_max": -3.0}, "augment.gain_db_min"),
     ({"speed_min": 0.0, "speed_max": 1.0}, "augment.speed_min"),
+    ({"vtlp_min": 1.2, "vtlp_max": 1.1}, "augment.vtlp_min"),
+    ({"vtlp_min": 0.0, "vtlp_max": 1.1}, "augment.vtlp_min"),
+    ({"reverb_prob": 1.0, "rt60_min": 0.5, "rt60_max": 0.2}, "augment.rt60_min"),
+    ({"reverb_prob": 1.0, "rt60_min": 0.0}, "augment.rt60_min"),
 ])
 def test_bad_ranges_are_clear_errors(noise_root, override, message):
     with pytest.raises(SpeechRNNError, match=message):
@@ -161,3 +175,93 @@ def test_missing_or_empty_noise_folder_is_a_clear_error(tmp_path):
         build_transform(AugmentConfig(), RATE, tmp_path / "nope")
     with pytest.raises(SpeechRNNError, match="no noise files"):
         build_transform(AugmentConfig(), RATE, tmp_path)
+
+
+# ---------------------------------------------------------------- vocal tract, room, endpointing
+
+
+def spectral_centroid(x: np.ndarray) -> float:
+    power = np.abs(librosa.stft(x, n_fft=512)) ** 2
+    freqs = np.fft.rfftfreq(512, 1 / RATE)
+    return float((power.sum(axis=1) * freqs).sum() / power.sum())
+
+
+def median_f0(x: np.ndarray) -> float:
+    voiced = x[:8000]  # the digit; zeros follow
+    return float(np.median(librosa.yin(voiced, fmin=60, fmax=400, sr=RATE, frame_length=1024)))
+
+
+def test_vocal_tract_moves_the_formants_and_keeps_pitch_and_length(speech):
+    same = VocalTract(1.0, 1.0)(speech, np.random.default_rng(0))
+    np.testing.assert_allclose(same, speech, atol=1e-5)
+    for factor in (0.85, 1.15):
+        out = VocalTract(factor, factor)(speech, np.random.default_rng(0))
+        assert out.shape == speech.shape and out.dtype == np.float32
+        # The spectral energy moves with the envelope, the harmonics stay.
+        assert spectral_centroid(out) / spectral_centroid(speech) == pytest.approx(factor, rel=0.05)
+        assert median_f0(out) == pytest.approx(median_f0(speech), rel=0.03)
+    ranged = VocalTract(0.9, 1.1)
+    first = ranged(speech, np.random.default_rng(1))
+    np.testing.assert_array_equal(first, ranged(speech, np.random.default_rng(1)))
+    assert not np.array_equal(first, ranged(speech, np.random.default_rng(2)))
+
+
+def energy_decay_db(rir: np.ndarray) -> np.ndarray:
+    """Schroeder's backward-integrated energy decay curve, in dB below the total."""
+    energy = np.cumsum(rir[::-1] ** 2)[::-1]
+    return 10 * np.log10(energy / energy[0])
+
+
+@pytest.mark.parametrize("rt60", [0.15, 0.5])
+def test_room_impulse_response_decays_at_the_drawn_rt60(rt60):
+    reverb = Reverb(RATE, prob=1.0, rt60_min=rt60, rt60_max=rt60)
+    for rng in rngs(5):
+        rir = reverb.impulse_response(rng)
+        assert rir[0] == 1.0 and rir.size == pytest.approx(rt60 * RATE, abs=2)
+        tail_db = 10 * np.log10(np.sum(rir[1:] ** 2))  # the direct path has energy 1 (0 dB)
+        assert -15.0 - 1e-6 <= tail_db <= 1e-6
+        # T20 (the -5 to -25 dB slope of the tail alone), extrapolated to 60 dB.
+        decay = energy_decay_db(rir[1:])
+        t5, t25 = np.argmax(decay <= -5) / RATE, np.argmax(decay <= -25) / RATE
+        assert 3 * (t25 - t5) == pytest.approx(rt60, rel=0.15)
+
+
+def test_reverb_smears_the_speech_and_keeps_peak_and_length(speech):
+    end = np.flatnonzero(np.abs(speech) > 0.01 * np.abs(speech).max())[-1]
+    after = slice(end + 200, end + 2000)
+    reverb = Reverb(RATE, prob=1.0, rt60_min=0.6, rt60_max=0.6)
+    out = reverb(speech, np.random.default_rng(0))
+    assert out.shape == speech.shape and out.dtype == np.float32
+    assert np.abs(out).max() == pytest.approx(np.abs(speech).max(), rel=1e-5)
+    assert power_db(out[after]) > power_db(speech[after] + 1e-12) + 40  # the room rings on
+    assert not np.array_equal(out, reverb(speech, np.random.default_rng(1)))
+    never = Reverb(RATE, prob=0.0, rt60_min=0.6, rt60_max=0.6)
+    np.testing.assert_array_equal(never(speech, np.random.default_rng(0)), speech)
+    silent = np.zeros(RATE, np.float32)
+    np.testing.assert_array_equal(reverb(silent, np.random.default_rng(0)), silent)
+
+
+def test_endpoint_cuts_to_the_speech_and_pads_with_zeros(speech):
+    voiced = np.flatnonzero(np.abs(speech) > 0.05 * np.abs(speech).max())
+    word = speech[voiced[0] : voiced[-1] + 1]
+    placed = np.zeros(RATE, np.float32)
+    placed[6000 : 6000 + word.size] = word
+    placed += np.random.default_rng(0).normal(0, 1e-3, RATE).astype(np.float32)  # a noise floor
+    margin = Endpoint.MARGIN_SECONDS * RATE
+    frame = RATE // 100  # speech is found frame by frame
+    starts = set()
+    for rng in rngs(10):
+        out = Endpoint(RATE, prob=1.0)(placed, rng)
+        kept = np.flatnonzero(out)[-1] + 1
+        assert out.shape == placed.shape and np.all(out[kept:] == 0)
+        # out is placed[start:start + kept], the word and at most the margin either side
+        start = int(np.flatnonzero(placed == out[0])[0])
+        np.testing.assert_array_equal(out[:kept], placed[start : start + kept])
+        assert 6000 - margin - frame <= start <= 6000 + frame
+        assert word.size - frame <= kept - (6000 - start) <= word.size + margin + frame
+        starts.add(start)
+    assert len(starts) > 5
+    noise = np.random.default_rng(1).normal(0, 0.1, RATE).astype(np.float32)
+    for flat in (np.zeros(RATE, np.float32), noise):  # nothing stands out: nothing to cut
+        np.testing.assert_array_equal(Endpoint(RATE, prob=1.0)(flat, np.random.default_rng(0)), flat)
+    np.testing.assert_array_equal(Endpoint(RATE, prob=0.0)(placed, np.random.default_rng(0)), placed)

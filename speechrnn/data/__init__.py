@@ -7,12 +7,14 @@ splits depend only on the files and the config, augmentation only on the seed.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
 from typing import Optional
 
 import torch
+from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
@@ -58,7 +60,46 @@ def data_root(cfg) -> Path:
 
 
 def build_splits(cfg) -> Splits:
-    """The train/val/test clips and the label list a DataConfig describes."""
+    """The train/val/test clips and the label list a DataConfig describes; with
+    ``data.test_source`` set, the test clips come from that corpus instead."""
+    splits = _read_splits(cfg)
+    if getattr(cfg, "test_source", None) is not None:
+        splits.test = _cross_corpus_test(cfg, splits.labels)
+    return splits
+
+
+def _label_aliases() -> dict[str, str]:
+    """Labels that name the same class in different corpora: "0" <-> "zero" ... "9" <-> "nine"."""
+    from .synthetic import DIGIT_WORDS
+
+    digits = {str(i): word for i, word in enumerate(DIGIT_WORDS)}
+    return {**digits, **{word: digit for digit, word in digits.items()}}
+
+
+def _cross_corpus_test(cfg, labels: list[str]) -> list[Clip]:
+    """The test split of ``data.test_source`` read from ``data.test_root`` (by that source's own
+    split rules), relabelled to the training labels."""
+    test_cfg = OmegaConf.merge(cfg, {"source": cfg.test_source, "root": cfg.test_root,
+                                     "test_source": None, "test_root": None})
+    source = _source(test_cfg)
+    if not test_cfg.root:
+        raise SpeechRNNError(f"data.test_root is not set for data.test_source={source}; add "
+                             f"data.test_root=<folder> to the command line ({HINTS[source]})")
+    clips = _read_splits(test_cfg).test
+    aliases = _label_aliases()
+    mapping = {}
+    for label in sorted({clip.label for clip in clips}):
+        mapping[label] = label if label in labels else aliases.get(label)
+        if mapping[label] not in labels:
+            raise SpeechRNNError(
+                f"{test_cfg.root}: test label {label!r} of data.test_source={source} matches "
+                f"none of the training labels {labels}; train on that word too, or test on a "
+                "corpus with the same words")
+    log.info("test split: %d clips of %s at %s", len(clips), source, test_cfg.root)
+    return [dataclasses.replace(clip, label=mapping[clip.label]) for clip in clips]
+
+
+def _read_splits(cfg) -> Splits:
     source = _source(cfg)
     if source == "synthetic":
         from .synthetic import ensure_rendered

@@ -1,5 +1,6 @@
-"""Training-time waveform augmentation: speed perturbation, time shift, background noise at a
-random SNR, random gain.
+"""Training-time waveform augmentation: speed perturbation, vocal tract length perturbation,
+time shift, room reverberation, background noise at a random SNR, endpointing (cut to the speech,
+zero-padded) and random gain.
 
 Every random number comes from the generator the dataset passes in (ClipDataset seeds it with
 seed, epoch and clip index), so augmented batches are reproducible whatever the number of
@@ -13,9 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import librosa
 import numpy as np
 import soundfile as sf
 import soxr
+from scipy.signal import fftconvolve
 
 from .. import audio
 from ..errors import AudioError, SpeechRNNError
@@ -80,6 +83,40 @@ class Speed:
 
 
 @dataclass
+class VocalTract:
+    """Vocal tract length perturbation: the spectral envelope (the formants) is stretched along
+    the frequency axis by a factor drawn from [factor_min, factor_max] (above 1: a shorter tract)
+    while the harmonics, and so the pitch and the duration, stay as they are.
+
+    Each STFT frame's log magnitude is split by cepstral liftering into an envelope (the first
+    ``LIFTER`` quefrency bins, below any voice's pitch period) and the fine structure; the
+    envelope is warped and the frame rebuilt with its own phases."""
+
+    factor_min: float
+    factor_max: float
+    N_FFT = 512
+    HOP = 128
+    LIFTER = 30  # 1.9 ms at 16 kHz; a 400 Hz voice has a 2.5 ms period
+
+    def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        factor = rng.uniform(self.factor_min, self.factor_max)
+        spectrum = librosa.stft(samples, n_fft=self.N_FFT, hop_length=self.HOP)
+        log_magnitude = np.log(np.abs(spectrum) + 1e-8)
+        cepstrum = np.fft.irfft(log_magnitude, n=self.N_FFT, axis=0)
+        cepstrum[self.LIFTER : self.N_FFT - self.LIFTER + 1] = 0.0
+        envelope = np.fft.rfft(cepstrum, axis=0).real
+        bins = np.arange(envelope.shape[0])
+        source = np.minimum(bins / factor, bins[-1])  # the envelope at f/factor moves to f
+        low = np.floor(source).astype(int)
+        high = np.minimum(low + 1, bins[-1])
+        frac = (source - low)[:, None]
+        warped = (1 - frac) * envelope[low] + frac * envelope[high]
+        out = librosa.istft(spectrum * np.exp(warped - envelope), hop_length=self.HOP,
+                            length=samples.shape[-1])
+        return out.astype(np.float32, copy=False)
+
+
+@dataclass
 class TimeShift:
     """Move the clip by up to ``max_samples`` either way; the vacated part is zeros."""
 
@@ -115,6 +152,69 @@ class BackgroundNoise:
             return samples
         scale = math.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
         return (samples + np.float32(scale) * noise).astype(np.float32, copy=False)
+
+
+@dataclass
+class Reverb:
+    """With probability ``prob``, the clip as heard in a room: convolved with a synthetic room
+    impulse response, a direct path then exponentially decaying noise (the reverberant tail)
+    that falls by 60 dB in an RT60 drawn from [rt60_min, rt60_max] seconds, at a
+    direct-to-reverberant energy ratio drawn from ``DRR_DB``. The peak level is kept; the tail
+    past the end of the clip is cut."""
+
+    sample_rate: int
+    prob: float
+    rt60_min: float
+    rt60_max: float
+    DRR_DB = (0.0, 15.0)
+
+    def impulse_response(self, rng: np.random.Generator) -> np.ndarray:
+        rt60 = rng.uniform(self.rt60_min, self.rt60_max)
+        t = np.arange(1, max(2, round(rt60 * self.sample_rate))) / self.sample_rate
+        tail = rng.standard_normal(t.size) * 10.0 ** (-3.0 * t / rt60)  # -60 dB at rt60
+        drr_db = rng.uniform(*self.DRR_DB)
+        tail *= math.sqrt(10.0 ** (-drr_db / 10.0) / np.sum(tail**2))
+        return np.concatenate([[1.0], tail])
+
+    def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= self.prob:
+            return samples
+        peak = np.abs(samples).max()
+        if peak == 0.0:
+            return samples
+        out = fftconvolve(samples, self.impulse_response(rng))[: samples.shape[-1]]
+        return (out * (peak / np.abs(out).max())).astype(np.float32)
+
+
+@dataclass
+class Endpoint:
+    """With probability ``prob``, the clip as an endpointed recording (a corpus of trimmed
+    clips, such as FSDD, zero-padded to the clip length): cut to the speech plus a margin of up
+    to ``MARGIN_SECONDS`` (drawn) on each side, moved to the start, zeros after.
+
+    Speech is the span of 10 ms frames louder than both 30 dB below the loudest frame and 6 dB
+    above the median frame (the noise, when speech fills less than half the clip)."""
+
+    sample_rate: int
+    prob: float
+    MARGIN_SECONDS = 0.15
+
+    def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= self.prob:
+            return samples
+        hop = self.sample_rate // 100
+        frames = samples[: samples.shape[-1] // hop * hop].reshape(-1, hop)
+        level = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+        threshold = max(level.max(initial=0.0) * 10 ** (-30 / 20), np.median(level) * 10 ** (6 / 20))
+        loud = np.flatnonzero(level > threshold)
+        if loud.size == 0:  # silent, or as loud throughout: nothing to cut
+            return samples
+        margin = self.MARGIN_SECONDS * self.sample_rate
+        start = max(0, loud[0] * hop - round(rng.uniform(0, margin)))
+        end = min(samples.shape[-1], (loud[-1] + 1) * hop + round(rng.uniform(0, margin)))
+        out = np.zeros_like(samples)
+        out[: end - start] = samples[start:end]
+        return out
 
 
 @dataclass
@@ -160,11 +260,23 @@ def build_transform(cfg, sample_rate: int, noise_dir: Optional[str | Path]) -> O
         raise SpeechRNNError(f"augment.speed_min={speed[0]} must be above 0 (1.0 is no change)")
     if speed != (1.0, 1.0):
         steps.append(Speed(sample_rate, *speed))
+    vtlp = _check_range(cfg, "vtlp_min", "vtlp_max")
+    if vtlp[0] <= 0:
+        raise SpeechRNNError(f"augment.vtlp_min={vtlp[0]} must be above 0 (1.0 is no change)")
+    if vtlp != (1.0, 1.0):
+        steps.append(VocalTract(*vtlp))
     if cfg.time_shift_seconds > 0:
         steps.append(TimeShift(round(cfg.time_shift_seconds * sample_rate)))
+    if cfg.reverb_prob > 0:
+        rt60 = _check_range(cfg, "rt60_min", "rt60_max")
+        if rt60[0] <= 0:
+            raise SpeechRNNError(f"augment.rt60_min={rt60[0]} must be above 0 seconds")
+        steps.append(Reverb(sample_rate, cfg.reverb_prob, *rt60))
     if noise_dir is not None and cfg.noise_prob > 0:
         snr = _check_range(cfg, "snr_db_min", "snr_db_max")
         steps.append(BackgroundNoise(NoiseBank(noise_dir), sample_rate, cfg.noise_prob, *snr))
+    if cfg.endpoint_prob > 0:
+        steps.append(Endpoint(sample_rate, cfg.endpoint_prob))
     gain = _check_range(cfg, "gain_db_min", "gain_db_max")
     if gain != (0.0, 0.0):
         steps.append(Gain(*gain))
