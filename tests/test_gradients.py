@@ -93,7 +93,7 @@ def check_png(path):
 
 
 def test_cli_on_fresh_models_writes_plots_and_json(fsdd_root, tmp_path):
-    overrides = [f"data=fsdd", f"data.root={fsdd_root}", f"data.sample_rate={RATE}",
+    overrides = ["data=fsdd", f"data.root={fsdd_root}", f"data.sample_rate={RATE}",
                  "data.clip_seconds=0.5", "model.hidden_size=8", "model.num_layers=1",
                  *(f"features.{k}={v}" for k, v in FEATURES.items())]
     assert main([*overrides, "--out", str(tmp_path), "--clips", "6", "--exploding-steps", "3"]) == 0
