@@ -459,4 +459,10 @@ def fit(cfg: DictConfig, run_dir: str | os.PathLike, epoch_callback: Optional[Ep
     """Train one run into run_dir and return its summary (see summary.json)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, run_dir, epoch_callback).run()
+    try:
+        return Trainer(cfg, run_dir, epoch_callback).run()
+    finally:
+        # A gloo group left alive at exit can abort the process ("terminate called without an
+        # active exception") when the other rank has already gone.
+        if dist.is_initialized():
+            dist.destroy_process_group()
