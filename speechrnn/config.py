@@ -152,6 +152,8 @@ class AugmentConfig:
     reverb_prob: float = 0.0
     rt60_min: float = 0.1
     rt60_max: float = 0.6
+    # How often a clip goes through a random microphone/line (band limits, spectral tilt).
+    channel_prob: float = 0.0
     # How often a clip is cut to its speech and zero-padded (like a corpus of trimmed clips).
     endpoint_prob: float = 0.0
 

@@ -9,8 +9,8 @@ import soundfile as sf
 
 from speechrnn import audio
 from speechrnn.config import AugmentConfig
-from speechrnn.data.augment import (Augment, BackgroundNoise, Endpoint, Gain, NoiseBank, Reverb,
-                                    Speed, TimeShift, VocalTract, build_transform)
+from speechrnn.data.augment import (Augment, BackgroundNoise, Channel, Endpoint, Gain, NoiseBank,
+                                    Reverb, Speed, TimeShift, VocalTract, build_transform)
 from speechrnn.errors import SpeechRNNError
 
 RATE = 16000
@@ -149,11 +149,11 @@ def test_build_transform_follows_the_config(noise_root, speech):
 
 def test_build_transform_orders_every_step(noise_root):
     cfg = AugmentConfig(vtlp_min=0.9, vtlp_max=1.1, reverb_prob=0.5, rt60_min=0.2, rt60_max=0.4,
-                        endpoint_prob=0.5)
+                        channel_prob=0.7, endpoint_prob=0.5)
     steps = build_transform(cfg, RATE, noise_root).steps
-    assert [type(s) for s in steps] == [Speed, VocalTract, TimeShift, Reverb, BackgroundNoise,
-                                        Endpoint, Gain]
-    assert (steps[1].factor_min, steps[3].rt60_max, steps[5].prob) == (0.9, 0.4, 0.5)
+    assert [type(s) for s in steps] == [Speed, VocalTract, TimeShift, Reverb, Channel,
+                                        BackgroundNoise, Endpoint, Gain]
+    assert (steps[1].factor_min, steps[3].rt60_max, steps[4].prob, steps[6].prob) == (0.9, 0.4, 0.7, 0.5)
 
 
 @pytest.mark.parametrize("override, message", [
@@ -241,26 +241,47 @@ def test_reverb_smears_the_speech_and_keeps_peak_and_length(speech):
     np.testing.assert_array_equal(reverb(silent, np.random.default_rng(0)), silent)
 
 
+def test_channel_band_limits_and_tilts_within_its_ranges():
+    impulse = np.zeros(RATE, np.float32)
+    impulse[0] = 1.0
+    channel = Channel(RATE, prob=1.0)
+    tilts = []
+    for rng in rngs(20):
+        response = channel(impulse, rng)
+        assert response.dtype == np.float32
+        gain_db = 20 * np.log10(np.abs(np.fft.rfft(response)) + 1e-12)  # 1 Hz bins
+        assert gain_db[5] < -20  # 5 Hz: two octaves below the lowest high-pass cutoff
+        assert gain_db[7990] < gain_db[1000] - 20  # near Nyquist: above every low-pass cutoff
+        assert np.all(gain_db < max(Channel.TILT_DB) + 0.5)  # never above the shelf
+        tilts.append(gain_db[2900] - gain_db[450])
+    assert min(tilts) < -5 and max(tilts) > 5  # tilted both ways
+    speechless = np.zeros(RATE, np.float32)
+    np.testing.assert_array_equal(channel(speechless, np.random.default_rng(0)), speechless)
+    never = Channel(RATE, prob=0.0)
+    np.testing.assert_array_equal(never(impulse, np.random.default_rng(0)), impulse)
+
+
 def test_endpoint_cuts_to_the_speech_and_pads_with_zeros(speech):
     voiced = np.flatnonzero(np.abs(speech) > 0.05 * np.abs(speech).max())
     word = speech[voiced[0] : voiced[-1] + 1]
     placed = np.zeros(RATE, np.float32)
     placed[6000 : 6000 + word.size] = word
     placed += np.random.default_rng(0).normal(0, 1e-3, RATE).astype(np.float32)  # a noise floor
-    margin = Endpoint.MARGIN_SECONDS * RATE
+    lead = np.array(Endpoint.LEAD_SECONDS) * RATE
+    trail = max(Endpoint.TRAIL_SECONDS) * RATE
     frame = RATE // 100  # speech is found frame by frame
     starts = set()
-    for rng in rngs(10):
+    for rng in rngs(20):
         out = Endpoint(RATE, prob=1.0)(placed, rng)
         kept = np.flatnonzero(out)[-1] + 1
         assert out.shape == placed.shape and np.all(out[kept:] == 0)
-        # out is placed[start:start + kept], the word and at most the margin either side
+        # out is placed[start:start + kept]: from before (or a little into) the word to after it
         start = int(np.flatnonzero(placed == out[0])[0])
         np.testing.assert_array_equal(out[:kept], placed[start : start + kept])
-        assert 6000 - margin - frame <= start <= 6000 + frame
-        assert word.size - frame <= kept - (6000 - start) <= word.size + margin + frame
+        assert 6000 - lead[1] - frame <= start <= 6000 - lead[0] + frame
+        assert 6000 + word.size - frame <= start + kept <= 6000 + word.size + trail + frame
         starts.add(start)
-    assert len(starts) > 5
+    assert len(starts) > 10 and min(starts) < 6000 < max(starts)  # onsets kept and clipped
     noise = np.random.default_rng(1).normal(0, 0.1, RATE).astype(np.float32)
     for flat in (np.zeros(RATE, np.float32), noise):  # nothing stands out: nothing to cut
         np.testing.assert_array_equal(Endpoint(RATE, prob=1.0)(flat, np.random.default_rng(0)), flat)

@@ -1,6 +1,6 @@
 """Training-time waveform augmentation: speed perturbation, vocal tract length perturbation,
-time shift, room reverberation, background noise at a random SNR, endpointing (cut to the speech,
-zero-padded) and random gain.
+time shift, room reverberation, microphone/line colouring (band limits and spectral tilt),
+background noise at a random SNR, endpointing (cut to the speech, zero-padded) and random gain.
 
 Every random number comes from the generator the dataset passes in (ClipDataset seeds it with
 seed, epoch and clip index), so augmented batches are reproducible whatever the number of
@@ -18,7 +18,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 import soxr
-from scipy.signal import fftconvolve
+from scipy.signal import butter, fftconvolve, sosfilt
 
 from .. import audio
 from ..errors import AudioError, SpeechRNNError
@@ -187,17 +187,49 @@ class Reverb:
 
 
 @dataclass
+class Channel:
+    """With probability ``prob``, the clip through a random microphone and line: a high-pass
+    (a small capsule, a telephone) with its cutoff drawn from ``HIGHPASS_HZ``, a low-pass (the
+    band limit of a low sample rate or a telephone) from ``LOWPASS_HZ``, and a spectral tilt:
+    a first-order shelf at a corner drawn from ``SHELF_HZ`` with a gain from ``TILT_DB``
+    (first-order low- and high-pass sum to one, so ``low + gain * high`` is that shelf)."""
+
+    sample_rate: int
+    prob: float
+    HIGHPASS_HZ = (20.0, 400.0)
+    LOWPASS_HZ = (3000.0, 7500.0)
+    SHELF_HZ = (500.0, 3000.0)
+    TILT_DB = (-12.0, 12.0)
+
+    def _filter(self, samples: np.ndarray, order: int, hz: float, kind: str) -> np.ndarray:
+        return sosfilt(butter(order, hz, kind, fs=self.sample_rate, output="sos"), samples)
+
+    def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() >= self.prob:
+            return samples
+        out = self._filter(samples, 2, rng.uniform(*self.HIGHPASS_HZ), "highpass")
+        out = self._filter(out, 4, rng.uniform(*self.LOWPASS_HZ), "lowpass")
+        corner, gain_db = rng.uniform(*self.SHELF_HZ), rng.uniform(*self.TILT_DB)
+        out = (self._filter(out, 1, corner, "lowpass")
+               + 10 ** (gain_db / 20) * self._filter(out, 1, corner, "highpass"))
+        return out.astype(np.float32)
+
+
+@dataclass
 class Endpoint:
     """With probability ``prob``, the clip as an endpointed recording (a corpus of trimmed
-    clips, such as FSDD, zero-padded to the clip length): cut to the speech plus a margin of up
-    to ``MARGIN_SECONDS`` (drawn) on each side, moved to the start, zeros after.
+    clips, such as FSDD, zero-padded to the clip length): cut to the speech, moved to the start,
+    zeros after. The cut starts ``LEAD_SECONDS`` (drawn) before the speech, or after its start
+    when negative (a trimmer that clips a weak onset such as the /s/ of "six"), and ends
+    ``TRAIL_SECONDS`` after it.
 
     Speech is the span of 10 ms frames louder than both 30 dB below the loudest frame and 6 dB
     above the median frame (the noise, when speech fills less than half the clip)."""
 
     sample_rate: int
     prob: float
-    MARGIN_SECONDS = 0.15
+    LEAD_SECONDS = (-0.08, 0.15)
+    TRAIL_SECONDS = (0.0, 0.15)
 
     def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() >= self.prob:
@@ -209,9 +241,11 @@ class Endpoint:
         loud = np.flatnonzero(level > threshold)
         if loud.size == 0:  # silent, or as loud throughout: nothing to cut
             return samples
-        margin = self.MARGIN_SECONDS * self.sample_rate
-        start = max(0, loud[0] * hop - round(rng.uniform(0, margin)))
-        end = min(samples.shape[-1], (loud[-1] + 1) * hop + round(rng.uniform(0, margin)))
+        first, last = loud[0] * hop, (loud[-1] + 1) * hop
+        lead, trail = rng.uniform(*self.LEAD_SECONDS), rng.uniform(*self.TRAIL_SECONDS)
+        # A clipped onset never takes more than half the speech.
+        start = int(np.clip(first - round(lead * self.sample_rate), 0, (first + last) // 2))
+        end = min(samples.shape[-1], last + round(trail * self.sample_rate))
         out = np.zeros_like(samples)
         out[: end - start] = samples[start:end]
         return out
@@ -272,6 +306,8 @@ def build_transform(cfg, sample_rate: int, noise_dir: Optional[str | Path]) -> O
         if rt60[0] <= 0:
             raise SpeechRNNError(f"augment.rt60_min={rt60[0]} must be above 0 seconds")
         steps.append(Reverb(sample_rate, cfg.reverb_prob, *rt60))
+    if cfg.channel_prob > 0:
+        steps.append(Channel(sample_rate, cfg.channel_prob))
     if noise_dir is not None and cfg.noise_prob > 0:
         snr = _check_range(cfg, "snr_db_min", "snr_db_max")
         steps.append(BackgroundNoise(NoiseBank(noise_dir), sample_rate, cfg.noise_prob, *snr))
