@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from speechrnn import __version__, audio, checkpoint, cli
 from speechrnn.config import CONF_DIR
 from speechrnn.errors import SpeechRNNError
-from speechrnn.export import LoopRNN, export_model, export_run
+from speechrnn.export import export_model, export_run
 from speechrnn.models import build_model
 from speechrnn.runtime import StreamingRecognizer
 
@@ -83,15 +83,8 @@ def torch_logits(model, wave: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(wave)).numpy()
 
 
-def all_op_types(graph: onnx.GraphProto) -> list[str]:
-    """Op types of a graph and of every subgraph (Loop bodies) inside it."""
-    ops = []
-    for node in graph.node:
-        ops.append(node.op_type)
-        for attr in node.attribute:
-            if attr.type == onnx.AttributeProto.GRAPH:
-                ops += all_op_types(attr.g)
-    return ops
+def op_types(path) -> set[str]:
+    return {node.op_type for node in onnx.load(str(path)).graph.node}
 
 
 @pytest.fixture(scope="module")
@@ -132,22 +125,6 @@ def test_onnx_matches_pytorch_for_frontend_and_encoder_options(overrides, waves,
     for seconds in waves:
         logits = sess.run(["logits"], {"audio": waves[seconds]})[0]
         np.testing.assert_allclose(logits, torch_logits(model, waves[seconds]), rtol=0, atol=1e-4)
-
-
-@pytest.mark.parametrize("cell,nonlinearity,bidirectional", [
-    ("gru", "tanh", False), ("gru", "tanh", True), ("rnn", "tanh", True), ("rnn", "relu", False)])
-def test_loop_rnn_computes_what_torch_computes(cell, nonlinearity, bidirectional):
-    torch.manual_seed(0)
-    kind = torch.nn.GRU if cell == "gru" else torch.nn.RNN
-    extra = {} if cell == "gru" else {"nonlinearity": nonlinearity}
-    rnn = kind(5, 7, num_layers=2, bidirectional=bidirectional, batch_first=True, **extra)
-    x = torch.randn(3, 11, 5)
-    h0 = torch.randn(2 * (1 + bidirectional), 3, 7)
-    with torch.no_grad():
-        want, want_h = rnn(x, h0)
-        got, got_h = LoopRNN(rnn, cell, nonlinearity)(x, h0)
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
-    torch.testing.assert_close(got_h, want_h, rtol=0, atol=1e-5)
 
 
 def test_metadata_and_cli_export_of_a_run_dir(tmp_path, waves):
@@ -199,13 +176,17 @@ def test_int8_quantizes_the_encoder_weights_and_keeps_the_frontend_float(cell, w
     path = export_model(model, cfg, tmp_path / "int8.onnx", quantize="int8")
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
-    ops = all_op_types(proto.graph)
+    ops = op_types(path)
     if cell == "lstm":
         assert "DynamicQuantizeLSTM" in ops and "LSTM" not in ops
-    else:  # the recurrence runs in a Loop whose MatMul has int8 weights
-        loop = next(n for n in proto.graph.node if n.op_type == "Loop")
-        assert "MatMulInteger" in all_op_types(loop.attribute[0].g)
-        assert not {"GRU", "RNN"} & set(ops)
+    else:  # no int8 kernel: the native op, its weights stored int8 and restored by Cast, Mul
+        recurrent = next(n for n in proto.graph.node if n.op_type == cell.upper())
+        made_by = {out: n for n in proto.graph.node for out in n.output}
+        int8 = {t.name for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8}
+        for weight in recurrent.input[1:3]:
+            mul = made_by[weight]
+            cast = made_by[mul.input[0]]
+            assert (mul.op_type, cast.op_type) == ("Mul", "Cast") and cast.input[0] in int8
     assert "ConvInteger" in ops  # the encoder's causal conv
     int8_weights = [t for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8]
     assert int8_weights
@@ -352,7 +333,7 @@ def test_streaming_int8(cell, fsdd_root, tmp_path):
     model, cfg = tiny_model(f"model.cell={cell}", "features.normalize=false")
     fp32 = export_model(model, cfg, tmp_path / "s.onnx", streaming=True)
     int8 = export_model(model, cfg, tmp_path / "s8.onnx", streaming=True, quantize="int8")
-    assert {"MatMulInteger", "DynamicQuantizeLSTM"} & set(all_op_types(onnx.load(str(int8)).graph))
+    assert {"MatMulInteger", "DynamicQuantizeLSTM"} & op_types(int8)
     wave = fsdd_waves(fsdd_root, 1, 1.0)
     want = _run_graph_in_chunks(fp32, wave, [4])[0]
     got = _run_graph_in_chunks(int8, wave, [4])[0]
