@@ -4,7 +4,7 @@
 
 Each recipe runs as `speechrnn train` in its own process (one at a time, so they do not share
 the cores) into benchmarks/results/runs/<name>/; the table and benchmarks/results/training.json
-collect summary.json of each run.
+collect summary.json of each run (with --only, the other runs' rows stay as they were).
 """
 
 from __future__ import annotations
@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "training.json"
+    # --only replaces its runs' rows and keeps the others'.
+    done = {row["run"] for row in rows}
+    earlier = json.loads(out.read_text()) if out.is_file() else []
+    rows += [row for row in earlier if row["run"] not in done and row["run"] in RUNS]
+    rows.sort(key=lambda row: list(RUNS).index(row["run"]))
     out.write_text(json.dumps(rows, indent=2))
     print(f"wrote {out}")
     return 0
