@@ -250,6 +250,7 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.step = 0
         self.best_val_acc = -1.0
+        self.best_val_loss = math.inf
         self.best_epoch = 0
         self.epochs_since_best = 0
         self.train_seconds = 0.0
@@ -276,6 +277,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
             "best_val_acc": self.best_val_acc,
+            "best_val_loss": self.best_val_loss,
             "best_epoch": self.best_epoch,
             "epochs_since_best": self.epochs_since_best,
             "train_seconds": self.train_seconds,
@@ -293,6 +295,7 @@ class Trainer:
         set_rng_state(state["rng"])
         self.epoch, self.step = state["epoch"], state["step"]
         self.best_val_acc, self.best_epoch = state["best_val_acc"], state["best_epoch"]
+        self.best_val_loss = state.get("best_val_loss", math.inf)  # older checkpoints lack it
         self.epochs_since_best = state["epochs_since_best"]
         self.train_seconds = state["train_seconds"]
         self.metrics.restore(state["history"])
@@ -376,9 +379,11 @@ class Trainer:
         self.epoch += 1
         record.update(epoch=self.epoch, last_step=self.step, lr=self.optimizer.param_groups[0]["lr"])
         if self.dist.is_main:
-            improved = record["val/acc"] > self.best_val_acc
+            # A small validation set ties often on accuracy: the lower loss breaks the tie.
+            improved = (record["val/acc"], -record["val/loss"]) > (self.best_val_acc, -self.best_val_loss)
             if improved:
-                self.best_val_acc, self.best_epoch, self.epochs_since_best = record["val/acc"], self.epoch, 0
+                self.best_val_acc, self.best_val_loss = record["val/acc"], record["val/loss"]
+                self.best_epoch, self.epochs_since_best = self.epoch, 0
             else:
                 self.epochs_since_best += 1
             self.metrics.add("epoch", record)

@@ -61,6 +61,8 @@ def test_metrics_log_every_step_with_the_pre_clip_gradient_norm(smoke_run):
     assert [e["epoch"] for e in epochs] == [1, 2]
     assert {"train/loss", "train/acc", "val/loss", "val/acc"} <= epochs[0].keys()
     assert summary["val_accuracy"] == max(e["val/acc"] for e in epochs)
+    # The best epoch: highest val/acc, a tie going to the lower val/loss.
+    assert summary["best_epoch"] == max(epochs, key=lambda e: (e["val/acc"], -e["val/loss"]))["epoch"]
 
 
 def test_checkpoints_are_plain_data_that_load_with_weights_only(smoke_run):
