@@ -18,6 +18,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 import soxr
+from scipy.interpolate import make_interp_spline
 from scipy.signal import butter, fftconvolve, sosfilt
 
 from .. import audio
@@ -107,10 +108,7 @@ class VocalTract:
         envelope = np.fft.rfft(cepstrum, axis=0).real
         bins = np.arange(envelope.shape[0])
         source = np.minimum(bins / factor, bins[-1])  # the envelope at f/factor moves to f
-        low = np.floor(source).astype(int)
-        high = np.minimum(low + 1, bins[-1])
-        frac = (source - low)[:, None]
-        warped = (1 - frac) * envelope[low] + frac * envelope[high]
+        warped = make_interp_spline(bins, envelope, k=1, axis=0)(source)  # linear interpolation
         out = librosa.istft(spectrum * np.exp(warped - envelope), hop_length=self.HOP,
                             length=samples.shape[-1])
         return out.astype(np.float32, copy=False)
@@ -283,28 +281,29 @@ def _check_range(cfg, low: str, high: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _positive_range(cfg, low: str, high: str, unit: str) -> tuple[float, float]:
+    lo, hi = _check_range(cfg, low, high)
+    if lo <= 0:
+        raise SpeechRNNError(f"augment.{low}={lo} must be above 0{unit}")
+    return lo, hi
+
+
 def build_transform(cfg, sample_rate: int, noise_dir: Optional[str | Path]) -> Optional[Augment]:
     """The training transform an AugmentConfig asks for, or None when it asks for nothing.
     ``noise_dir`` None means no noise step."""
     if not cfg.enabled:
         return None
     steps: list = []
-    speed = _check_range(cfg, "speed_min", "speed_max")
-    if speed[0] <= 0:
-        raise SpeechRNNError(f"augment.speed_min={speed[0]} must be above 0 (1.0 is no change)")
+    speed = _positive_range(cfg, "speed_min", "speed_max", " (1.0 is no change)")
     if speed != (1.0, 1.0):
         steps.append(Speed(sample_rate, *speed))
-    vtlp = _check_range(cfg, "vtlp_min", "vtlp_max")
-    if vtlp[0] <= 0:
-        raise SpeechRNNError(f"augment.vtlp_min={vtlp[0]} must be above 0 (1.0 is no change)")
+    vtlp = _positive_range(cfg, "vtlp_min", "vtlp_max", " (1.0 is no change)")
     if vtlp != (1.0, 1.0):
         steps.append(VocalTract(*vtlp))
     if cfg.time_shift_seconds > 0:
         steps.append(TimeShift(round(cfg.time_shift_seconds * sample_rate)))
     if cfg.reverb_prob > 0:
-        rt60 = _check_range(cfg, "rt60_min", "rt60_max")
-        if rt60[0] <= 0:
-            raise SpeechRNNError(f"augment.rt60_min={rt60[0]} must be above 0 seconds")
+        rt60 = _positive_range(cfg, "rt60_min", "rt60_max", " seconds")
         steps.append(Reverb(sample_rate, cfg.reverb_prob, *rt60))
     if cfg.channel_prob > 0:
         steps.append(Channel(sample_rate, cfg.channel_prob))
