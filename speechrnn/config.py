@@ -96,6 +96,9 @@ class DataConfig:
     unknown: bool = True
     silence_fraction: float = 0.1
     unknown_fraction: float = 0.1
+    # Noise recordings that _silence_ clips are cut from, and the default for noise
+    # augmentation (None: Speech Commands' own _background_noise_; FSDD has none).
+    noise_dir: Optional[str] = None
     test_speakers: list[str] = field(default_factory=list)
     train_manifest: Optional[str] = None
     val_manifest: Optional[str] = None

@@ -188,12 +188,55 @@ def test_fsdd_official_split(fsdd_root):
 
 
 def test_fsdd_held_out_speaker(fsdd_root):
-    splits = build_splits(DataConfig(source="fsdd", root=str(fsdd_root), test_speakers=["george"]))
+    splits = build_splits(DataConfig(source="fsdd", root=str(fsdd_root), silence=False,
+                                      test_speakers=["george"]))
     assert len(splits.test) == 500 and {c.speaker for c in splits.test} == {"george"}
     assert "george" not in {c.speaker for c in splits.train + splits.val}
     assert len(splits.train) + len(splits.val) == 2500
     with pytest.raises(SpeechRNNError, match="bob"):
-        build_splits(DataConfig(source="fsdd", root=str(fsdd_root), test_speakers=["bob"]))
+        build_splits(DataConfig(source="fsdd", root=str(fsdd_root), silence=False,
+                                test_speakers=["bob"]))
+
+
+def test_fsdd_silence_class_is_cut_from_data_noise_dir(fsdd_root, noise_root):
+    cfg = DataConfig(source="fsdd", root=str(fsdd_root), silence=True, noise_dir=str(noise_root))
+    splits = build_splits(cfg)
+    assert splits.labels == [str(d) for d in range(10)] + [SILENCE]
+    assert splits.noise_dir == str(noise_root)  # noise augmentation draws from it too
+    for split, clips in splits.items():
+        silence = [c for c in clips if c.label == SILENCE]
+        assert len(silence) / len(clips) == pytest.approx(cfg.silence_fraction, abs=0.005), split
+        assert {Path(c.path).parent for c in silence} == {noise_root}
+        assert all(c.start + c.frames <= sf.info(c.path).frames for c in silence)
+    digits = build_splits(DataConfig(source="fsdd", root=str(fsdd_root), silence=False))
+    for (_, with_silence), (_, plain) in zip(splits.items(), digits.items()):
+        assert [c for c in with_silence if c.label != SILENCE] == plain
+    assert build_splits(cfg) == splits
+    dataset = build_datasets(Config(data=cfg), splits)["test"]
+    waveform, label = dataset[len(dataset) - 1]
+    clip = dataset.clips[-1]
+    expected, rate = sf.read(clip.path, start=clip.start, frames=clip.frames, dtype="float32")
+    assert dataset.labels[label] == SILENCE
+    np.testing.assert_allclose(waveform.numpy(), audio.resample(expected, rate, 16000), atol=1e-6)
+
+
+def test_fsdd_silence_needs_a_noise_folder(fsdd_root, tmp_path):
+    with pytest.raises(SpeechRNNError, match="needs data.noise_dir.*data.silence=false"):
+        build_splits(DataConfig(source="fsdd", root=str(fsdd_root), silence=True))
+    missing = tmp_path / "no_such_folder"
+    with pytest.raises(SpeechRNNError, match=f"{missing}.*data.noise_dir.*data.silence=false"):
+        build_splits(DataConfig(source="fsdd", root=str(fsdd_root), silence=True,
+                                noise_dir=str(missing)))
+    with pytest.raises(SpeechRNNError, match="silence_fraction"):
+        build_splits(DataConfig(source="fsdd", root=str(fsdd_root), silence=True,
+                                noise_dir=str(tmp_path), silence_fraction=1.0))
+
+
+def test_speech_commands_silence_from_data_noise_dir(sc_root, tmp_path, noise_root):
+    shutil.copy(noise_root / "white_noise.wav", tmp_path / "white_noise.wav")
+    splits = build_splits(sc_config(sc_root, noise_dir=str(tmp_path)))
+    silence = [c for _, clips in splits.items() for c in clips if c.label == SILENCE]
+    assert silence and {c.path for c in silence} == {str(tmp_path / "white_noise.wav")}
 
 
 # ---------------------------------------------------------------- folder and manifests

@@ -112,7 +112,7 @@ def test_cli_on_fresh_models_writes_plots_and_json(fsdd_root, tmp_path):
 
 def test_cli_on_a_trained_run(fsdd_root, tmp_path):
     cfg = tiny_config(cell="gru")
-    cfg.data.merge_with(dict(source="fsdd", root=str(fsdd_root), clip_seconds=0.5))
+    cfg.data.merge_with(dict(source="fsdd", root=str(fsdd_root), silence=False, clip_seconds=0.5))
     torch.manual_seed(0)
     model = build_model(cfg, LABELS)
     run = tmp_path / "run"

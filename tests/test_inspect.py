@@ -23,7 +23,7 @@ CASES = [("rnn", "tanh", False), ("rnn", "relu", False), ("lstm", "tanh", False)
 
 def tiny_config(**model):
     cfg = OmegaConf.structured(Config)
-    cfg.data.merge_with(dict(source="fsdd", sample_rate=RATE, clip_seconds=0.6))
+    cfg.data.merge_with(dict(source="fsdd", silence=False, sample_rate=RATE, clip_seconds=0.6))
     cfg.features.merge_with(dict(n_fft=256, win_length=200, hop_length=80, n_mels=20, n_mfcc=13))
     cfg.model.merge_with(dict(hidden_size=5, num_layers=2, dropout=0.2, **model))
     return cfg

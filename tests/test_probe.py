@@ -18,7 +18,7 @@ FRAME = RATE // 50  # 20 ms energy frames
 
 def probe_config(fsdd_root, noise_root, delay):
     cfg = OmegaConf.structured(Config)
-    cfg.data.merge_with(dict(source="fsdd", root=str(fsdd_root), sample_rate=RATE,
+    cfg.data.merge_with(dict(source="fsdd", root=str(fsdd_root), silence=False, sample_rate=RATE,
                              clip_seconds=1.0, probe_delay_seconds=delay))
     cfg.augment.merge_with(dict(enabled=False, noise_dir=str(noise_root) if noise_root else None))
     return cfg

@@ -23,22 +23,26 @@ from scipy.signal import butter, fftconvolve, sosfilt
 
 from .. import audio
 from ..errors import AudioError, SpeechRNNError
+from .base import SILENCE, Clip, stable_hash
 
 
 class NoiseBank:
     """The noise files of a folder (Speech Commands ``_background_noise_`` format) with their
     lengths, read one random segment at a time: a whole file is never loaded per clip."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, setting: str = "augment.noise_dir",
+                 off: str = "augment.noise_prob=0"):
+        """``setting`` names the option that chose the folder and ``off`` the one that does
+        without it, for the errors."""
         folder = Path(folder)
         if not folder.is_dir():
-            raise SpeechRNNError(f"{folder}: noise folder not found; point augment.noise_dir "
-                                 "at a folder of noise WAVs, or set augment.noise_prob=0")
+            raise SpeechRNNError(f"{folder}: noise folder not found; point {setting} at a folder "
+                                 f"of noise WAVs, or set {off}")
         paths = sorted(p for p in folder.iterdir()
                        if p.is_file() and p.suffix.lower() in audio.AUDIO_EXTENSIONS)
         if not paths:
             raise SpeechRNNError(f"{folder}: no noise files ({', '.join(audio.AUDIO_EXTENSIONS)})"
-                                 "; add some, or set augment.noise_prob=0")
+                                 f"; add some, or set {off}")
         self.paths = [str(p) for p in paths]
         infos = [self._info(p) for p in paths]
         self.frames = [info.frames for info in infos]
@@ -67,6 +71,17 @@ class NoiseBank:
         start = int(rng.integers(available - needed + 1))
         samples, _ = audio.read(self.paths[i], start=start, frames=needed)
         return np.resize(audio.resample(samples, rate, sample_rate), num_samples)
+
+    def silence_clips(self, count: int, clip_seconds: float, split: str) -> list[Clip]:
+        """``count`` clip-long cuts labelled ``_silence_``: the files in turn, at offsets hashed
+        from the split and the cut's number (the same cuts on every machine)."""
+        clips = []
+        for k in range(count):
+            i = k % len(self.paths)
+            frames = min(math.ceil(clip_seconds * self.rates[i]), self.frames[i])
+            start = stable_hash(f"{split}:{k}") % (self.frames[i] - frames + 1)
+            clips.append(Clip(self.paths[i], SILENCE, start=start, frames=frames))
+        return clips
 
 
 @dataclass

@@ -37,8 +37,8 @@ class Splits:
     train: list[Clip] = field(default_factory=list)
     val: list[Clip] = field(default_factory=list)
     test: list[Clip] = field(default_factory=list)
-    # The source's own noise folder (Speech Commands' _background_noise_), the default for
-    # noise augmentation; None when the source has none.
+    # The source's noise folder (Speech Commands' _background_noise_, or data.noise_dir), the
+    # default for noise augmentation; None when the source has none.
     noise_dir: Optional[str] = None
 
     def items(self):

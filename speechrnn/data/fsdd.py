@@ -7,17 +7,22 @@
 - Speaker held out (``data.test_speakers=[george]``): every file of those speakers is test and
   none is elsewhere; the other speakers' files are split into train/val as above.
 
-Labels are the digits "0".."9"; ``data.silence`` / ``data.unknown`` do not apply.
+Labels are the digits "0".."9", and ``_silence_`` with ``data.silence=true``: clip-long cuts of
+the noise recordings in ``data.noise_dir`` (FSDD has none of its own; Speech Commands'
+``_background_noise_`` will do), ``data.silence_fraction`` of each split. That folder is then
+noise augmentation's default too. ``data.unknown`` does not apply.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
 from ..errors import SpeechRNNError
-from .base import Clip, Splits, hash_split
+from .augment import NoiseBank
+from .base import SILENCE, Clip, Splits, hash_split
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +52,8 @@ def read_splits(root: Path, cfg) -> Splits:
         raise SpeechRNNError(f"{root}: data.test_speakers names {sorted(held_out - speakers)}, "
                              f"who has no recordings; the speakers are {sorted(speakers)}")
 
-    splits = Splits(labels=sorted({m["digit"] for _, m in parsed}))
+    noise_dir = os.path.abspath(os.path.expanduser(cfg.noise_dir)) if cfg.noise_dir else None
+    splits = Splits(labels=sorted({m["digit"] for _, m in parsed}), noise_dir=noise_dir)
     for path, m in parsed:
         if held_out:
             test = m["speaker"] in held_out
@@ -55,4 +61,21 @@ def read_splits(root: Path, cfg) -> Splits:
             test = int(m["index"]) in TEST_INDICES
         split = "test" if test else hash_split(path.name, cfg.val_fraction, 0.0)
         getattr(splits, split).append(Clip(str(path), m["digit"], speaker=m["speaker"]))
+    if cfg.silence:
+        _add_silence(splits, cfg)
     return splits
+
+
+def _add_silence(splits: Splits, cfg) -> None:
+    if splits.noise_dir is None:
+        raise SpeechRNNError("data.silence=true needs data.noise_dir: a folder of noise "
+                             "recordings (Speech Commands' _background_noise_ will do) to cut "
+                             "_silence_ clips from; set it, or set data.silence=false")
+    share = cfg.silence_fraction
+    if not 0.0 < share < 1.0:
+        raise SpeechRNNError(f"data.silence_fraction={share}; it must be between 0 and 1")
+    bank = NoiseBank(splits.noise_dir, "data.noise_dir", "data.silence=false")
+    splits.labels.append(SILENCE)
+    for split, clips in splits.items():
+        clips += bank.silence_clips(round(len(clips) * share / (1.0 - share)), cfg.clip_seconds,
+                                    split)

@@ -15,13 +15,13 @@ optionally ``validation_list.txt`` / ``testing_list.txt`` in the root.
   command-word clips instead: 10% there is 8.3% of the split). Unknown clips are the other
   words' clips in stable_hash order; silence clips are clip-long cuts of the noise files at
   hash-chosen offsets (from anywhere in a file: the noise augmentation uses all of them too).
+  The noise files are ``_background_noise_``'s, or ``data.noise_dir``'s when that is set.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import os
 import re
 import tarfile
@@ -111,18 +111,6 @@ def _assign(root: Path, files: set[str], cfg) -> dict[str, str]:
     return {rel: which_set(rel, val_pct, test_pct) for rel in files}
 
 
-def _silence(bank: NoiseBank, count: int, split: str, cfg) -> list[Clip]:
-    """``count`` clip-long cuts of the noise files, taken in turn, at offsets hashed from the
-    split and the cut's number."""
-    clips = []
-    for k in range(count):
-        i = k % len(bank)
-        frames = min(math.ceil(cfg.clip_seconds * bank.rates[i]), bank.frames[i])
-        start = stable_hash(f"{split}:{k}") % (bank.frames[i] - frames + 1)
-        clips.append(Clip(bank.paths[i], SILENCE, start=start, frames=frames))
-    return clips
-
-
 def read_splits(root: Path, cfg) -> Splits:
     folders = _word_folders(root)
     if not folders:
@@ -142,13 +130,8 @@ def read_splits(root: Path, cfg) -> Splits:
     if not 0.0 <= silence_share + unknown_share < 1.0:
         raise SpeechRNNError(f"data.silence_fraction + data.unknown_fraction = "
                              f"{silence_share + unknown_share}; it must be below 1")
-    noise_dir = root / NOISE_DIR
-    bank = None
-    if cfg.silence:
-        if not noise_dir.is_dir():
-            raise SpeechRNNError(f"{noise_dir}: not found; the _silence_ class is cut from its "
-                                 "noise files: add them, or set data.silence=false")
-        bank = NoiseBank(noise_dir)
+    noise_dir = Path(cfg.noise_dir) if cfg.noise_dir else root / NOISE_DIR
+    bank = NoiseBank(noise_dir, "data.noise_dir", "data.silence=false") if cfg.silence else None
 
     files = {f"{word}/{name}" for word, names in folders.items() for name in names}
     split_of = _assign(root, files, cfg)
@@ -169,6 +152,6 @@ def read_splits(root: Path, cfg) -> Splits:
             clips += [Clip(str(root / rel), UNKNOWN, speaker=speaker_of(rel))
                       for rel in others[:wanted]]
         if bank is not None:
-            clips += _silence(bank, round(total * silence_share), split, cfg)
+            clips += bank.silence_clips(round(total * silence_share), cfg.clip_seconds, split)
         setattr(splits, split, clips)
     return splits
