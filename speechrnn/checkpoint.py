@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from .config import Config
 from .errors import SpeechRNNError
 
 
@@ -80,7 +81,8 @@ def load_model(run_or_checkpoint: str | os.PathLike, map_location: str = "cpu"):
     from .models import build_model
 
     state = load(resolve(run_or_checkpoint), map_location=map_location)
-    cfg: DictConfig = OmegaConf.create(state["config"])
+    # Onto the schema, so that a run saved before a setting existed reads as its default.
+    cfg: DictConfig = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
     model = build_model(cfg, list(state["labels"]))
     model.load_state_dict(state["model"])
     model.eval()

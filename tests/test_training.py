@@ -74,6 +74,14 @@ def test_checkpoints_are_plain_data_that_load_with_weights_only(smoke_run):
     assert model.labels == state["labels"] and cfg.model.cell == "gru"
 
 
+def test_a_checkpoint_from_before_a_setting_existed_loads_with_its_default(tmp_path, smoke_run):
+    state = torch.load(smoke_run[0] / "checkpoints" / "best.pt", weights_only=True)
+    del state["config"]["data"]["noise_dir"]
+    checkpoint.save(state, tmp_path / "old.pt")
+    model, cfg, _ = checkpoint.load_model(tmp_path / "old.pt")
+    assert cfg.data.noise_dir is None and model.labels == state["labels"]
+
+
 def test_resume_after_an_interruption_gives_the_same_result(tmp_path, smoke_run):
     _, uninterrupted = smoke_run
     run_dir = tmp_path / "run"
