@@ -1,11 +1,12 @@
 """Inference speed and accuracy: PyTorch eager vs ONNX fp32 vs ONNX int8 vs a two-stage peer,
 `speechrnn predict` end to end, and the memory of predict/detect on an hour-long recording.
 
-    .venv/bin/python -m benchmarks.bench_inference [--run-dir gru=DIR] [--run-dir lstm=DIR]
-                                                   [--fsdd-root DIR] [--noise-root DIR] [--quick]
+    .venv/bin/python -m benchmarks.bench_inference [--run-dir NAME=DIR ...] [--fsdd-root DIR]
+                                                   [--noise-root DIR] [--quick]
 
-- Models: fsdd/gru and fsdd/lstm runs (``--run-dir CELL=DIR``); by default trained once into
-  benchmarks/results/runs/inference/ and reused after that.
+- Models: fsdd/gru and fsdd/lstm runs, and an fsdd/kws run (the keyword spotter, trained on
+  the first half of each noise file) for the long recording (``--run-dir gru|lstm|kws=DIR``);
+  by default trained once into benchmarks/results/runs/inference/ and reused after that.
 - Per 1 s clip, one thread (torch.set_num_threads(1), onnxruntime intra_op_num_threads=1):
   batch 1 latency (p50/p95 over calls on distinct clips) and batch 64 throughput, for the
   PyTorch model, its fp32 and int8 exports, and the common two-stage pipeline (librosa MFCC
@@ -16,9 +17,10 @@
 - `speechrnn predict` over every FSDD file (3,000; decode + resample + infer, default
   threads), in a subprocess: files/s after start-up from its stderr summary line.
 - Peak RSS (os.wait4) of `speechrnn predict` and `speechrnn detect` on a one-hour recording
-  of FSDD clips, silence and Speech Commands noise (written a clip at a time to a temporary
-  folder), beside the same commands on a 1 s clip / a one-minute recording; detect's speed
-  and its precision/recall against the recording's known onsets.
+  of FSDD test clips, silence and the second half of each Speech Commands noise file
+  (written a clip at a time to a temporary folder), beside the same commands on a 1 s clip /
+  a one-minute recording; detect's speed and its precision/recall against the recording's
+  known onsets, with fsdd/kws and with fsdd/gru (which has no _silence_ class).
 
 Prints tables and writes benchmarks/results/inference.json. ``--quick`` (a smoke run, to
 inference_quick.json): few calls, 500 files, a five-minute recording, and the runs in
@@ -52,7 +54,7 @@ from torch import nn
 from speechrnn import audio, checkpoint
 from speechrnn.config import ExportConfig
 from speechrnn.data import build_splits
-from speechrnn.detect import assemble, score
+from speechrnn.detect import Settings, assemble, score
 from speechrnn.export import export_run
 from speechrnn.runtime import open_model
 
@@ -63,6 +65,8 @@ CELLS = ("gru", "lstm")
 # Both models pool with the mean over frames, so they differ only in the cell (the fsdd/gru
 # recipe itself pools with attention). Everything else is the recipe's.
 TRAIN_OVERRIDES = ["model.pooling=mean"]
+KWS = "kws"  # the fsdd/kws recipe as it is: the keyword spotter for the long recording
+THRESHOLDS = (0.5, 0.7, 0.9)  # detect --threshold values scored on the long recording
 TARGETS = {"onnx_fp32_vs_torch_batch1": 4.0, "int8_vs_fp32": 1.5, "predict_files_per_s": 500.0}
 QUICK_ARGV = ["--quick"]  # benchmarks.run_all --quick
 SUMMARY = re.compile(r"speechrnn predict: (\d+) files in ([\d.]+) s \((\d+) files/s\)")
@@ -70,25 +74,42 @@ SUMMARY = re.compile(r"speechrnn predict: (\d+) files in ([\d.]+) s \((\d+) file
 
 # --------------------------------------------------------------------------- models
 
-def ensure_run(cell: str, run_dir: Path, fsdd: Path, quick: bool) -> Path:
-    """A finished fsdd/<cell> run in ``run_dir``, trained now if it is not there."""
+def ensure_run(recipe: str, run_dir: Path, fsdd: Path, quick: bool, overrides: list[str]
+               ) -> Path:
+    """A finished fsdd/<recipe> run in ``run_dir``, trained now if it is not there."""
     if (run_dir / "summary.json").is_file():
         return run_dir
-    command = [sys.executable, "-m", "speechrnn", "train", f"recipe=fsdd/{cell}",
+    command = [sys.executable, "-m", "speechrnn", "train", f"recipe=fsdd/{recipe}",
                f"data.root={fsdd}", f"hydra.run.dir={run_dir}", "trainer.progress=false",
-               *TRAIN_OVERRIDES, *(["trainer.epochs=2"] if quick else [])]
+               *overrides, *(["trainer.epochs=2"] if quick else [])]
     print("$ " + " ".join(command[2:]), flush=True)
     subprocess.run(command, check=True)
     return run_dir
 
 
-def default_run(cell: str, fsdd: Path, quick: bool) -> Path:
-    """runs/inference/fsdd_<cell>, trained if missing; a quick run uses it when it is there,
+def noise_halves(noise: Path, folder: Path) -> tuple[Path, Path]:
+    """``folder``/train and ``folder``/held_out: the first and second half of every noise
+    file, so that the keyword spotter trains on noise that the recordings do not hold."""
+    halves = folder / "train", folder / "held_out"
+    for path in sorted(noise.glob("*.wav")):
+        if all((half / path.name).is_file() for half in halves):
+            continue
+        samples, rate = sf.read(path, dtype="float32")
+        middle = len(samples) // 2
+        for half, part in zip(halves, (samples[:middle], samples[middle:])):
+            half.mkdir(parents=True, exist_ok=True)
+            sf.write(half / path.name, part, rate)
+    return halves
+
+
+def default_run(recipe: str, fsdd: Path, quick: bool, overrides: list[str]) -> Path:
+    """runs/inference/fsdd_<recipe>, trained if missing; a quick run uses it when it is there,
     else a 2-epoch run in runs/inference-quick/."""
-    full = RESULTS / "runs" / "inference" / f"fsdd_{cell}"
+    full = RESULTS / "runs" / "inference" / f"fsdd_{recipe}"
     if quick and not (full / "summary.json").is_file():
-        return ensure_run(cell, RESULTS / "runs" / "inference-quick" / f"fsdd_{cell}", fsdd, True)
-    return ensure_run(cell, full, fsdd, False)
+        return ensure_run(recipe, RESULTS / "runs" / "inference-quick" / f"fsdd_{recipe}", fsdd,
+                          True, overrides)
+    return ensure_run(recipe, full, fsdd, False, overrides)
 
 
 class EncoderHead(nn.Module):
@@ -283,9 +304,10 @@ def bench_predict(name: str, model: Path, files: list[Path]) -> dict:
 
 
 def long_recordings(fsdd: Path, noise: Path, folder: Path, hour_seconds: float) -> dict:
-    """A one-minute and a ``hour_seconds`` recording of FSDD clips (random order, cycled),
-    silence and noise; their paths, lengths and reference events."""
-    files = sorted(fsdd.glob("*.wav"))
+    """A one-minute and a ``hour_seconds`` recording of the FSDD test split's clips (random
+    order, cycled: no model here trained on them), silence and noise; their paths, lengths
+    and reference events."""
+    files = sorted(p for p in fsdd.glob("*.wav") if int(p.stem.rsplit("_", 1)[1]) < 5)
     noises = sorted(noise.glob("*.wav"))
     rng = np.random.default_rng(0)
     per_clip = 1.5 + 0.45  # mean gap + mean FSDD clip, seconds
@@ -302,32 +324,38 @@ def long_recordings(fsdd: Path, noise: Path, folder: Path, hour_seconds: float) 
     return recordings
 
 
-def bench_long(name: str, model: Path, fsdd: Path, noise: Path, hour_seconds: float) -> dict:
+def bench_long(models: dict[str, Path], fsdd: Path, noise: Path, hour_seconds: float) -> dict:
+    """Peak memory and time of predict and detect on the recordings with the first of
+    ``models`` (name -> .onnx), and every model's detect precision/recall on the long one at
+    each of THRESHOLDS."""
+    name, model = next(iter(models.items()))
     with tempfile.TemporaryDirectory() as tmp:
         recs = long_recordings(fsdd, noise, Path(tmp), hour_seconds)
+        hour = recs["hour"]
         clip = sorted(fsdd.glob("*.wav"))[0]
         runs = {
             "predict, one 1 s clip": run_measured(cli("predict", model, clip)),
-            "predict, the long recording": run_measured(cli("predict", model, recs["hour"]["path"])),
+            "predict, the long recording": run_measured(cli("predict", model, hour["path"])),
             "detect, one minute": run_measured(cli("detect", model, recs["minute"]["path"],
                                                    "--format", "json")),
-            "detect, the long recording": run_measured(cli("detect", model, recs["hour"]["path"],
-                                                           "--format", "json")),
         }
-    for command, result in runs.items():
+        detections = {(other, threshold): run_measured(cli(
+                          "detect", path, hour["path"], "--format", "json", "--threshold", threshold))
+                      for other, path in models.items() for threshold in THRESHOLDS}
+        runs["detect, the long recording"] = detections[name, Settings.threshold]
+    for command, result in [*runs.items(), *detections.items()]:
         if result["returncode"] != 0:
             raise SystemExit(f"{command} failed:\n{result['stderr'][-2000:]}")
-    hour = recs["hour"]
-    events = json.loads(runs["detect, the long recording"]["stdout"])
-    detect_wall = runs["detect, the long recording"]["wall_s"]
     return {
         "model": name,
         "recording_seconds": hour["seconds"], "recording_mb": hour["seconds"] * 16000 * 2 / 1e6,
         "keywords": len(hour["reference"]), "write_s": hour["write_s"],
         "peak_rss_mb": {command: r["peak_rss_mb"] for command, r in runs.items()},
         "wall_s": {command: r["wall_s"] for command, r in runs.items()},
-        "detect_x_real_time": hour["seconds"] / detect_wall,
-        "detect_score_0.5s": score(events, hour["reference"], tolerance=0.5),
+        "detect": [{"model": other, "threshold": threshold,
+                    "x_real_time": hour["seconds"] / result["wall_s"],
+                    "score_0.5s": score(json.loads(result["stdout"]), hour["reference"], 0.5)}
+                   for (other, threshold), result in detections.items()],
     }
 
 
@@ -363,25 +391,29 @@ def print_report(result: dict) -> None:
           f"({long['recording_mb']:.0f} MB as 16-bit PCM), {long['model']}, default threads")
     for name, rss in long["peak_rss_mb"].items():
         print(f"  {name:30} peak RSS {rss:7.1f} MB   {long['wall_s'][name]:7.1f} s")
-    s = long["detect_score_0.5s"]
-    print(f"  detect: {long['detect_x_real_time']:.0f}x real time; precision {s['precision']:.3f}, "
-          f"recall {s['recall']:.3f} at +-0.5 s ({s['events']} events)")
+    for row in long["detect"]:
+        s = row["score_0.5s"]
+        print(f"  detect with {row['model']}, --threshold {row['threshold']}: "
+              f"{row['x_real_time']:.0f}x real time; precision {s['precision']:.3f}, "
+              f"recall {s['recall']:.3f} at +-0.5 s ({s['events']} events)")
 
 
 def parse_run_dirs(values: list[str]) -> dict[str, Path]:
     dirs = {}
     for value in values:
         cell, _, folder = value.partition("=")
-        if cell not in CELLS or not folder:
-            raise SystemExit(f"--run-dir {value!r}: use CELL=DIR with CELL one of {list(CELLS)}")
+        if cell not in (*CELLS, KWS) or not folder:
+            raise SystemExit(f"--run-dir {value!r}: use NAME=DIR with NAME one of "
+                             f"{[*CELLS, KWS]}")
         dirs[cell] = Path(folder)
     return dirs
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run-dir", action="append", default=[], metavar="CELL=DIR",
-                        help="a finished fsdd/gru or fsdd/lstm run to use (gru=DIR, lstm=DIR)")
+    parser.add_argument("--run-dir", action="append", default=[], metavar="NAME=DIR",
+                        help="a finished fsdd/gru, fsdd/lstm or fsdd/kws run to use (gru=DIR, "
+                        "lstm=DIR, kws=DIR)")
     parser.add_argument("--fsdd-root", type=Path, default=SHARED_DATA / "fsdd" / "recordings")
     parser.add_argument("--noise-root", type=Path, default=SHARED_DATA / "speech_commands_noise")
     parser.add_argument("--quick", action="store_true", help="a smoke run (numbers not meaningful)")
@@ -397,8 +429,11 @@ def main(argv: list[str] | None = None) -> dict:
     calls, batch_calls = (30, 3) if args.quick else (300, 20)
     args.out = args.out or RESULTS / ("inference_quick.json" if args.quick else "inference.json")
     given = parse_run_dirs(args.run_dir)
-    run_dirs = {cell: given.get(cell) or default_run(cell, args.fsdd_root, args.quick)
-                for cell in CELLS}
+    run_dirs = {cell: given.get(cell) or default_run(cell, args.fsdd_root, args.quick,
+                                                     TRAIN_OVERRIDES) for cell in CELLS}
+    train_noise, held_out_noise = noise_halves(args.noise_root, RESULTS / "noise_halves")
+    kws_run = given.get(KWS) or default_run(KWS, args.fsdd_root, args.quick,
+                                            [f"data.noise_dir={train_noise}"])
 
     models = []
     for cell, run_dir in run_dirs.items():
@@ -418,8 +453,10 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"speechrnn predict, {len(files)} files, {name} ...", flush=True)
                 predict.append(bench_predict(name, model, files))
         print("long recordings ...", flush=True)
-        long = bench_long("fsdd/gru fp32", Path(tmp) / "fsdd_gru" / "model.none.onnx",
-                          args.fsdd_root, args.noise_root, 300.0 if args.quick else 3600.0)
+        spotters = {"fsdd/kws fp32": export_run(kws_run, ExportConfig(), Path(tmp) / "kws.onnx"),
+                    "fsdd/gru fp32 (no _silence_ class)": Path(tmp) / "fsdd_gru" / "model.none.onnx"}
+        long = bench_long(spotters, args.fsdd_root, held_out_noise,
+                          300.0 if args.quick else 3600.0)
 
     result = {
         "benchmark": "inference",
