@@ -1,6 +1,6 @@
 """Train the reference recipes and report accuracy, training time and throughput side by side.
 
-    python -m benchmarks.bench_training [--only fsdd/gru ...] [--fsdd PATH]
+    python -m benchmarks.bench_training [--only fsdd/gru ...] [--fsdd PATH] [--noise PATH]
 
 Each recipe runs as `speechrnn train` in its own process (one at a time, so they do not share
 the cores) into benchmarks/results/runs/<name>/; the table and benchmarks/results/training.json
@@ -18,22 +18,25 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FSDD = Path(__file__).resolve().parents[2] / "shared" / "data" / "fsdd" / "recordings"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FSDD = SHARED_DATA / "fsdd" / "recordings"
+NOISE = SHARED_DATA / "speech_commands_noise"
 
-# name -> overrides; {fsdd} is the FSDD recordings folder.
+# name -> overrides; {fsdd} is the FSDD recordings folder, {noise} the noise recordings'.
 RUNS = {
     "fsdd/gru": ["recipe=fsdd/gru", "data.root={fsdd}"],
     "fsdd/lstm": ["recipe=fsdd/lstm", "data.root={fsdd}"],
     "fsdd/rnn": ["recipe=fsdd/rnn", "data.root={fsdd}"],
     "fsdd/gru held-out george": ["recipe=fsdd/gru", "data.root={fsdd}", "data.test_speakers=[george]"],
+    "fsdd/kws": ["recipe=fsdd/kws", "data.root={fsdd}", "data.noise_dir={noise}"],
     "synthetic/gru": ["recipe=synthetic/gru"],
     "synthetic/digits -> FSDD test": ["recipe=synthetic/digits", "data.test_root={fsdd}"],
 }
 
 
-def train(name: str, overrides: list[str], fsdd: Path) -> dict:
+def train(name: str, overrides: list[str], fsdd: Path, noise: Path) -> dict:
     run_dir = RESULTS / "runs" / re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    overrides = [o.format(fsdd=fsdd) for o in overrides]
+    overrides = [o.format(fsdd=fsdd, noise=noise) for o in overrides]
     command = [sys.executable, "-m", "speechrnn", "train", *overrides, "trainer.progress=false",
                f"hydra.run.dir={run_dir}"]
     print("$ " + " ".join(command[3:]), flush=True)
@@ -68,8 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=list(RUNS), help="run only these")
     parser.add_argument("--fsdd", type=Path, default=FSDD, help="the FSDD recordings folder")
+    parser.add_argument("--noise", type=Path, default=NOISE, help="the noise recordings folder")
     args = parser.parse_args(argv)
-    rows = [train(name, RUNS[name], args.fsdd) for name in (args.only or RUNS)]
+    rows = [train(name, RUNS[name], args.fsdd, args.noise) for name in (args.only or RUNS)]
     print(table(rows))
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / "training.json"
