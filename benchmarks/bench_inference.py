@@ -20,7 +20,8 @@
   of FSDD test clips, silence and the second half of each Speech Commands noise file
   (written a clip at a time to a temporary folder), beside the same commands on a 1 s clip /
   a one-minute recording; detect's speed and its precision/recall against the recording's
-  known onsets, with fsdd/kws and with fsdd/gru (which has no _silence_ class).
+  known onsets, with fsdd/kws (plain and --streaming) and with fsdd/gru (which has no
+  _silence_ class).
 
 Prints tables and writes benchmarks/results/inference.json. ``--quick`` (a smoke run, to
 inference_quick.json): few calls, 500 files, a five-minute recording, and the runs in
@@ -487,8 +488,12 @@ def main(argv: list[str] | None = None) -> dict:
                 print(f"speechrnn predict, {len(files)} files, {name} ...", flush=True)
                 predict.append(bench_predict(name, model, files))
         print("long recordings ...", flush=True)
-        spotters = {"fsdd/kws fp32": export_run(kws_run, ExportConfig(), Path(tmp) / "kws.onnx"),
-                    "fsdd/gru fp32 (no _silence_ class)": Path(tmp) / "fsdd_gru" / "model.none.onnx"}
+        spotters = {
+            "fsdd/kws fp32": export_run(kws_run, ExportConfig(), Path(tmp) / "kws.onnx"),
+            "fsdd/kws fp32 --streaming": export_run(kws_run, ExportConfig(streaming=True),
+                                                    Path(tmp) / "kws.streaming.onnx"),
+            "fsdd/gru fp32 (no _silence_ class)": Path(tmp) / "fsdd_gru" / "model.none.onnx",
+        }
         long = bench_long(spotters, args.fsdd_root, held_out_noise,
                           300.0 if args.quick else 3600.0)
 
