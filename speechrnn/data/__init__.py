@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -21,7 +20,8 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 from ..errors import SpeechRNNError
 from . import folder, fsdd, speech_commands
 from .augment import build_transform
-from .base import SILENCE, UNKNOWN, Clip, ClipDataset, Splits, WaveTransform, stable_hash
+from .base import (SILENCE, UNKNOWN, Clip, ClipDataset, Splits, WaveTransform, absolute,
+                   stable_hash)
 
 __all__ = ["SILENCE", "UNKNOWN", "Clip", "ClipDataset", "Splits", "WaveTransform", "stable_hash",
            "build_splits", "build_datasets", "make_loader", "data_root"]
@@ -56,7 +56,7 @@ def data_root(cfg) -> Path:
         source = _source(cfg)
         raise SpeechRNNError(f"data.root is not set for data.source={source}; add "
                              f"data.root=<folder> to the command line ({HINTS[source]})")
-    return Path(os.path.normpath(Path(root).expanduser().absolute()))
+    return absolute(root)
 
 
 def build_splits(cfg) -> Splits:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import zlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -43,6 +45,16 @@ class Splits:
 
     def items(self):
         return {"train": self.train, "val": self.val, "test": self.test}.items()
+
+
+def absolute(path: str | os.PathLike) -> Path:
+    """A folder setting as an absolute, normalised path (``~`` expanded)."""
+    return Path(os.path.normpath(Path(path).expanduser().absolute()))
+
+
+def noise_folder(cfg) -> Optional[Path]:
+    """``data.noise_dir`` as an absolute path, or None when it is not set."""
+    return absolute(cfg.noise_dir) if cfg.noise_dir else None
 
 
 def stable_hash(text: str) -> int:

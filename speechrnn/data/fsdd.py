@@ -16,13 +16,12 @@ noise augmentation's default too. ``data.unknown`` does not apply.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from pathlib import Path
 
 from ..errors import SpeechRNNError
 from .augment import NoiseBank
-from .base import SILENCE, Clip, Splits, hash_split
+from .base import SILENCE, Clip, Splits, hash_split, noise_folder
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +51,9 @@ def read_splits(root: Path, cfg) -> Splits:
         raise SpeechRNNError(f"{root}: data.test_speakers names {sorted(held_out - speakers)}, "
                              f"who has no recordings; the speakers are {sorted(speakers)}")
 
-    noise_dir = os.path.abspath(os.path.expanduser(cfg.noise_dir)) if cfg.noise_dir else None
-    splits = Splits(labels=sorted({m["digit"] for _, m in parsed}), noise_dir=noise_dir)
+    noise_dir = noise_folder(cfg)
+    splits = Splits(labels=sorted({m["digit"] for _, m in parsed}),
+                    noise_dir=str(noise_dir) if noise_dir else None)
     for path, m in parsed:
         if held_out:
             test = m["speaker"] in held_out

@@ -31,7 +31,7 @@ from pathlib import Path
 from .. import audio
 from ..errors import SpeechRNNError
 from .augment import NoiseBank
-from .base import SILENCE, UNKNOWN, Clip, Splits, report_missing, stable_hash
+from .base import SILENCE, UNKNOWN, Clip, Splits, noise_folder, report_missing, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def read_splits(root: Path, cfg) -> Splits:
     if not 0.0 <= silence_share + unknown_share < 1.0:
         raise SpeechRNNError(f"data.silence_fraction + data.unknown_fraction = "
                              f"{silence_share + unknown_share}; it must be below 1")
-    noise_dir = Path(cfg.noise_dir) if cfg.noise_dir else root / NOISE_DIR
+    noise_dir = noise_folder(cfg) or root / NOISE_DIR
     bank = NoiseBank(noise_dir, "data.noise_dir", "data.silence=false") if cfg.silence else None
 
     files = {f"{word}/{name}" for word, names in folders.items() for name in names}
