@@ -55,7 +55,7 @@ from torch import nn
 from speechrnn import audio, checkpoint
 from speechrnn.config import ExportConfig
 from speechrnn.data import build_splits
-from speechrnn.detect import Settings, assemble, score
+from speechrnn.detect import Settings, assemble, score, split_noise
 from speechrnn.export import export_run
 from speechrnn.runtime import open_model
 
@@ -86,21 +86,6 @@ def ensure_run(recipe: str, run_dir: Path, fsdd: Path, quick: bool, overrides: l
     print("$ " + " ".join(command[2:]), flush=True)
     subprocess.run(command, check=True)
     return run_dir
-
-
-def noise_halves(noise: Path, folder: Path) -> tuple[Path, Path]:
-    """``folder``/train and ``folder``/held_out: the first and second half of every noise
-    file, so that the keyword spotter trains on noise that the recordings do not hold."""
-    halves = folder / "train", folder / "held_out"
-    for path in sorted(noise.glob("*.wav")):
-        if all((half / path.name).is_file() for half in halves):
-            continue
-        samples, rate = sf.read(path, dtype="float32")
-        middle = len(samples) // 2
-        for half, part in zip(halves, (samples[:middle], samples[middle:])):
-            half.mkdir(parents=True, exist_ok=True)
-            sf.write(half / path.name, part, rate)
-    return halves
 
 
 def default_run(recipe: str, fsdd: Path, quick: bool, overrides: list[str]) -> Path:
@@ -466,7 +451,7 @@ def main(argv: list[str] | None = None) -> dict:
     given = parse_run_dirs(args.run_dir)
     run_dirs = {cell: given.get(cell) or default_run(cell, args.fsdd_root, args.quick,
                                                      TRAIN_OVERRIDES) for cell in CELLS}
-    train_noise, held_out_noise = noise_halves(args.noise_root, RESULTS / "noise_halves")
+    train_noise, held_out_noise = split_noise(args.noise_root, RESULTS / "noise_halves")
     kws_run = given.get(KWS) or default_run(KWS, args.fsdd_root, args.quick,
                                             [f"data.noise_dir={train_noise}"])
 

@@ -306,6 +306,22 @@ class EventTracker:
 
 # --------------------------------------------------------------------------- test recordings
 
+def split_noise(noise: str | os.PathLike, folder: str | os.PathLike) -> tuple[Path, Path]:
+    """``folder``/train and ``folder``/held_out: the first and the second half of every WAV in
+    ``noise``, so that a detector can train on noise that its test recordings do not hold.
+    Files already there are kept."""
+    halves = Path(folder) / "train", Path(folder) / "held_out"
+    for path in sorted(Path(noise).glob("*.wav")):
+        if all((half / path.name).is_file() for half in halves):
+            continue
+        samples, rate = sf.read(str(path), dtype="float32")
+        middle = len(samples) // 2
+        for half, part in zip(halves, (samples[:middle], samples[middle:])):
+            half.mkdir(parents=True, exist_ok=True)
+            sf.write(str(half / path.name), part, rate)
+    return halves
+
+
 def assemble(output: str | os.PathLike, clips: Iterable[tuple[str | os.PathLike, str]],
              noise: list[str | os.PathLike], *, sample_rate: int = 16000,
              gap_seconds: tuple[float, float] = (0.5, 2.5),

@@ -25,7 +25,7 @@ from speechrnn import audio, cli
 from speechrnn.config import CONF_DIR
 from speechrnn.data import SILENCE, UNKNOWN
 from speechrnn.detect import (NOT_KEYWORDS, Event, EventTracker, Posteriors, Settings,
-                              assemble, detect, score, sliding_windows)
+                              assemble, detect, score, sliding_windows, split_noise)
 from speechrnn.errors import SpeechRNNError
 from speechrnn.export import export_model
 from speechrnn.runtime import read_blocks
@@ -45,18 +45,8 @@ def fsdd_index(path: Path) -> int:
 
 @pytest.fixture(scope="module")
 def noise_halves(noise_root, tmp_path_factory) -> tuple[Path, Path]:
-    """The first half of every noise file (for training, at the model's rate, so that
-    augmentation need not resample it) and the second (for recordings, as it is)."""
-    root = tmp_path_factory.mktemp("noise")
-    halves = root / "train", root / "held_out"
-    for folder in halves:
-        folder.mkdir()
-    for path in sorted(noise_root.glob("*.wav")):
-        samples, rate = sf.read(path, dtype="float32")
-        half = len(samples) // 2
-        sf.write(halves[0] / path.name, audio.resample(samples[:half], rate, RATE), RATE)
-        sf.write(halves[1] / path.name, samples[half:], rate)
-    return halves
+    """The first half of every noise file (for training) and the second (for recordings)."""
+    return split_noise(noise_root, tmp_path_factory.mktemp("noise"))
 
 
 @pytest.fixture(scope="module")
@@ -231,6 +221,15 @@ def test_detect_needs_no_torch(tiny_models, fsdd_root, tmp_path):
 
 
 # --------------------------------------------------------------------------- the parts
+
+def test_split_noise_halves_every_file(noise_root, noise_halves):
+    for path in sorted(noise_root.glob("*.wav")):
+        whole, rate = sf.read(path, dtype="float32")
+        first, second = (sf.read(half / path.name, dtype="float32") for half in noise_halves)
+        assert first[1] == second[1] == rate
+        np.testing.assert_allclose(np.concatenate([first[0], second[0]]), whole, atol=1 / 32768)
+        assert abs(len(first[0]) - len(second[0])) <= 1
+
 
 def test_blocks_are_the_whole_file_resampled(fsdd_root, tmp_path):
     """Three real recordings back to back, read in blocks of 0.1 s: at the file's own rate the
