@@ -209,7 +209,7 @@ def percentile_ms(times: list[float], q: float) -> float:
     return float(np.percentile(times, q) * 1e3)
 
 
-RECURRENT_OPS = ("GRU", "LSTM", "RNN", "DynamicQuantizeLSTM")
+RECURRENT_OPS = ("GRU", "LSTM", "RNN")
 
 
 def kernel_ms(model: Path, batches: list[np.ndarray]) -> dict[str, float]:
