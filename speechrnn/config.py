@@ -1,6 +1,6 @@
 """Typed config schema, registered in Hydra's ConfigStore.
 
-``conf/config.yaml`` lists ``base_config`` first in its defaults, so every group file and every
+``speechrnn/conf/config.yaml`` lists ``base_config`` first in its defaults, so every group file and every
 command-line override is checked against these dataclasses at composition time: an unknown key
 or a value outside an Enum fails before anything runs, and the message lists the valid choices.
 """
@@ -17,7 +17,8 @@ from omegaconf import MISSING, DictConfig
 
 from .errors import SpeechRNNError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# Shipped inside the package (package data), so an installed wheel composes the same configs.
+CONF_DIR = Path(__file__).resolve().parent / "conf"
 
 
 class DataSource(str, Enum):

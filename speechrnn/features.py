@@ -246,7 +246,7 @@ def _full_precision(waveform: torch.Tensor):
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
-        raise SpeechRNNError(f"bad features config: {message} (conf/features/)")
+        raise SpeechRNNError(f"bad features config: {message} (speechrnn/conf/features/)")
 
 
 def _check_input(waveform: torch.Tensor, min_samples: int) -> None:

@@ -1,7 +1,7 @@
 """Leaderboards of many runs: `leaderboard.csv` and `leaderboard.md` in a sweep dir.
 
 Shared by Hydra grids (`speechrnn train -m ...`, through `LeaderboardCallback`, registered under
-`hydra.callbacks` in conf/config.yaml) and Optuna sweeps (`speechrnn sweep`, see sweep.py).
+`hydra.callbacks` in speechrnn/conf/config.yaml) and Optuna sweeps (`speechrnn sweep`, see sweep.py).
 Rows are ranked by best val/acc, completed runs before pruned or failed ones.
 """
 

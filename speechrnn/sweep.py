@@ -3,7 +3,7 @@
     speechrnn sweep sweep=<name> [sweep.trials=N] [sweep.workers=W] [sweep.storage=URL] [overrides]
     speechrnn sweep --show DIR
 
-The search space is a file in conf/sweep/. Every trial composes the Hydra config with the
+The search space is a file in speechrnn/conf/sweep/. Every trial composes the Hydra config with the
 command's overrides plus its sampled values, trains into DIR/trial_NNNN/ (a normal run dir) and
 returns its best val/acc; the test split is reported for the winner only. Unpromising trials are
 pruned after an epoch. The study lives in DIR/study.journal, or in the database at sweep.storage,
@@ -38,7 +38,7 @@ log = logging.getLogger("speechrnn.sweep")
 USAGE = """usage: speechrnn sweep sweep=<name> [sweep.trials=N] [sweep.workers=W] [sweep.storage=URL] [overrides...]
        speechrnn sweep --show DIR
 
-Search spaces: conf/sweep/{names}.yaml. Training overrides (trainer.epochs=5, data.root=...)
+Search spaces: speechrnn/conf/sweep/{names}.yaml. Training overrides (trainer.epochs=5, data.root=...)
 apply to every trial. Re-run the same command to resume a study."""
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -66,7 +66,7 @@ def load_sweep(overrides: list[str]) -> DictConfig:
                              f"{', '.join(space_names())}")
     fixed = sorted(override_keys(overrides) & set(cfg.sweep.params))
     if fixed:
-        raise SpeechRNNError(f"{', '.join(fixed)}: both searched (conf/sweep) and fixed on the command line; "
+        raise SpeechRNNError(f"{', '.join(fixed)}: both searched (speechrnn/conf/sweep) and fixed on the command line; "
                              "drop the override, or search a copy of the space without it")
     if cfg.sweep.trials < 1 or cfg.sweep.workers < 1:
         raise SpeechRNNError("sweep.trials and sweep.workers must be at least 1")
@@ -90,7 +90,7 @@ def suggest(trial: optuna.Trial, name: str, spec) -> object:
             return trial.suggest_int(name, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log)
         return trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
     except ValueError as exc:
-        raise SpeechRNNError(f"sweep.params.{name}: {exc}; fix it in conf/sweep/") from None
+        raise SpeechRNNError(f"sweep.params.{name}: {exc}; fix it in speechrnn/conf/sweep/") from None
 
 
 def sampled_overrides(trial: optuna.Trial, params: DictConfig) -> list[str]:
