@@ -21,6 +21,19 @@ COMMANDS = {
 }
 
 
+# Packages that come with an extra, not with `pip install speechrnn` (the torch-free runtime).
+EXTRA_OF = {
+    **dict.fromkeys(["torch", "torchaudio", "librosa", "hydra", "omegaconf", "onnx", "matplotlib",
+                     "tqdm", "espeakng_loader", "threadpoolctl"], "train"),
+    "optuna": "sweep", "psycopg2": "sweep", "wandb": "wandb", "sounddevice": "listen",
+}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra that would install the missing module, or None when it is not one of ours."""
+    return EXTRA_OF.get((exc.name or "").split(".")[0])
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -45,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"speechrnn {name}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        print(f"speechrnn {name}: error: needs the {extra} extra (no module {exc.name!r}): "
+              f"pip install 'speechrnn[{extra}]'", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

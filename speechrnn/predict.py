@@ -20,7 +20,11 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
-from tqdm import tqdm
+
+try:
+    from tqdm import tqdm
+except ImportError:  # tqdm comes with the [train] extra; the bare runtime shows no bar
+    tqdm = None
 
 from .audio import AUDIO_EXTENSIONS
 from .errors import AudioError
@@ -132,12 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     recognizer = Recognizer(args.model, threads=1)
     start = time.perf_counter()
     files, rows = expand(args.paths)
-    with tqdm(total=len(files), unit="file", file=sys.stderr,
-              disable=len(files) < PROGRESS_MIN_FILES or None) as bar:
-        for row in classify(recognizer, files, top_k=args.top_k, batch_size=args.batch_size,
-                            workers=args.threads):
-            rows.append(row)
+    bar = (tqdm(total=len(files), unit="file", file=sys.stderr,
+                disable=len(files) < PROGRESS_MIN_FILES or None) if tqdm else None)
+    for row in classify(recognizer, files, top_k=args.top_k, batch_size=args.batch_size,
+                        workers=args.threads):
+        rows.append(row)
+        if bar is not None:
             bar.update()
+    if bar is not None:
+        bar.close()
     elapsed = time.perf_counter() - start
     if isinstance(sys.stdout, io.TextIOWrapper):
         # A name that is not valid UTF-8 is printed as the bytes it is, not an encoding error.
