@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
+from . import __version__
 from .errors import SpeechRNNError
 
 # Imported on demand, so `speechrnn predict` never pays for torch or Hydra.
@@ -37,11 +38,14 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
-    return "usage: speechrnn <command> [args]\n\ncommands:\n" + "\n".join(lines)
+    return "usage: speechrnn [--version] <command> [args]\n\ncommands:\n" + "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["--version"], ["-V"]):
+        print(f"speechrnn {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2

@@ -129,6 +129,23 @@ def test_the_installed_package_holds_the_configs(full_env, tmp_path):
     assert "source: fsdd" in job.stdout
 
 
+def test_the_wheel_carries_version_license_and_types(wheel, full_env, tmp_path):
+    import speechrnn
+
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+        metadata = email.parser.Parser().parsestr(zf.read(meta).decode())
+        (license_file,) = [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]
+        assert zf.read(license_file).decode() == (REPO / "LICENSE").read_text()
+    assert "speechrnn/py.typed" in names
+    assert metadata["License-Expression"] == "MIT"
+    assert "MIT License" in (REPO / "LICENSE").read_text()
+    assert metadata["Version"] == speechrnn.__version__
+    shown = run([full_env / "speechrnn", "--version"], cwd=tmp_path)
+    assert shown.stdout == f"speechrnn {speechrnn.__version__}\n"
+
+
 def test_train_and_predict_from_an_empty_folder(full_env, trained, tmp_path):
     model, clips = trained
     result = run([full_env / "speechrnn", "predict", model, *clips, "--format", "json"],
