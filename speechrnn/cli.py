@@ -16,6 +16,7 @@ COMMANDS = {
     "export": ("speechrnn.export", "export a run or checkpoint to ONNX"),
     "predict": ("speechrnn.predict", "recognise commands in audio files with an ONNX model"),
     "detect": ("speechrnn.detect", "spot keywords in long recordings"),
+    "info": ("speechrnn.card", "show a model's card: labels, training data, accuracy, limits"),
     "sweep": ("speechrnn.sweep", "hyperparameter search with Optuna"),
     "inspect": ("speechrnn.inspect", "plot gate activations and hidden states for one utterance"),
     "gradients": ("speechrnn.gradients", "plot gradient norms over time (vanishing/exploding)"),

@@ -31,6 +31,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from . import __version__, checkpoint
+from . import card as model_card
 from .config import ExportConfig
 from .errors import SpeechRNNError
 from .features import MFCC
@@ -172,8 +173,11 @@ class StreamingGraph(nn.Module):
 # --------------------------------------------------------------------------- export
 
 def metadata(model: nn.Module, cfg, *, quantize: str, streaming: Optional[StreamingGraph],
-             test_accuracy: Optional[float]) -> dict[str, str]:
-    """The metadata_props every exported file carries (export/README.md)."""
+             summary: dict) -> dict[str, str]:
+    """The metadata_props every exported file carries (export/README.md); ``summary`` is the
+    run's summary.json (empty for a model that was never tested)."""
+    card = model_card.build(_plain(cfg), list(model.labels), summary, quantize=quantize)
+    test_accuracy = (card["test_accuracy"] or {}).get("value")
     meta = {
         FORMAT_KEY: str(FORMAT),
         "speechrnn_version": __version__,
@@ -185,6 +189,7 @@ def metadata(model: nn.Module, cfg, *, quantize: str, streaming: Optional[Stream
         "test_accuracy": json.dumps(test_accuracy),
         "quantize": quantize,
         "streaming": json.dumps(streaming is not None),
+        model_card.KEY: json.dumps(card),
     }
     if streaming is not None:
         meta["stream"] = json.dumps({
@@ -211,9 +216,10 @@ def _plain(node) -> dict:
 
 def export_model(model: nn.Module, cfg, output: str | os.PathLike, *, quantize: str = "none",
                  streaming: bool = False, opset: int = ExportConfig.opset,
-                 test_accuracy: Optional[float] = None) -> Path:
+                 summary: Optional[dict] = None) -> Path:
     """Write ``model`` (a KeywordClassifier built from ``cfg``) to ``output`` as ONNX, check it
-    with onnx.checker and (fp32) against PyTorch, and return the path."""
+    with onnx.checker and (fp32) against PyTorch, and return the path. ``summary`` (the run's
+    summary.json) gives the model card its test accuracy and clip counts."""
     quantize = choice(quantize)
     if quantize not in QUANTIZE:
         raise SpeechRNNError(f"quantize={quantize!r} is not one of {list(QUANTIZE)}")
@@ -237,7 +243,7 @@ def export_model(model: nn.Module, cfg, output: str | os.PathLike, *, quantize: 
             _quantize(path)
         proto = onnx.load(str(path))
         for key, value in metadata(model, cfg, quantize=quantize, streaming=stream_graph,
-                                   test_accuracy=test_accuracy).items():
+                                   summary=summary or {}).items():
             proto.metadata_props.add(key=key, value=value)
         onnx.checker.check_model(proto, full_check=True)
         if quantize == "none":
@@ -362,18 +368,17 @@ def default_output(source: str | os.PathLike, quantize: str = "none",
     return folder / f"{name}.onnx"
 
 
-def recorded_test_accuracy(source: str | os.PathLike) -> Optional[float]:
-    """The run's test accuracy from summary.json, if the run has one."""
+def recorded_summary(source: str | os.PathLike) -> dict:
+    """The run's summary.json (test accuracy, clip counts, overrides), or {} if it has none."""
     source = Path(source)
     run_dir = source if source.is_dir() else source.parent
     if run_dir.name == "checkpoints":
         run_dir = run_dir.parent
-    summary = run_dir / "summary.json"
     try:
-        value = json.loads(summary.read_text()).get("test_accuracy")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) else None
+        summary = json.loads((run_dir / "summary.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return summary if isinstance(summary, dict) else {}
 
 
 def export_run(source: str | os.PathLike, settings=None,
@@ -386,7 +391,7 @@ def export_run(source: str | os.PathLike, settings=None,
     folder = Path(source) if Path(source).is_dir() else Path(source).parent
     return export_model(model, cfg, output or folder / settings.filename,
                         quantize=choice(settings.quantize), streaming=bool(settings.streaming),
-                        opset=int(settings.opset), test_accuracy=recorded_test_accuracy(source))
+                        opset=int(settings.opset), summary=recorded_summary(source))
 
 
 def export_after_training(run_dir: Path, settings) -> dict[str, str]:

@@ -25,6 +25,9 @@ from .errors import SpeechRNNError
 # The metadata format this reader understands (export.py writes it).
 FORMAT = 1
 FORMAT_KEY = "speechrnn_format"
+# Keys a model may lack and still run: the model card (speechrnn/card.py) is documentation,
+# and files exported before it existed have none. Present, it must be a JSON object.
+OPTIONAL_KEYS = frozenset({"model_card"})
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
 
@@ -44,6 +47,7 @@ class ModelInfo:
     quantize: str
     streaming: bool
     stream: Optional[dict[str, Any]] = None
+    card: Optional[dict[str, Any]] = None
 
     @classmethod
     def from_metadata(cls, path: Path, meta: dict[str, str]) -> "ModelInfo":
@@ -67,6 +71,7 @@ class ModelInfo:
             test_accuracy=reader.json("test_accuracy", (float, int, type(None))),
             quantize=reader.text("quantize"), streaming=streaming,
             stream=reader.json("stream", dict) if streaming else None,
+            card=reader.json("model_card", dict) if "model_card" in meta else None,
         )
         if streaming:
             for key in ("hop_length", "min_first_chunk", "delay_frames", "start_padding",
