@@ -33,6 +33,8 @@ of its keyword in it.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import math
 import os
@@ -46,13 +48,15 @@ import numpy as np
 import soundfile as sf
 
 from . import audio
-from .errors import SpeechRNNError
+from .errors import AudioError, SpeechRNNError
+from .predict import plural
 from .runtime import Recognizer, StreamingRecognizer, open_model, read_blocks
 
 # Labels that are never keywords (speechrnn.data.base.SILENCE / UNKNOWN; not imported from
 # there, as that module needs torch).
 NOT_KEYWORDS = ("_silence_", "_unknown_")
-FORMATS = ("table", "json")
+FORMATS = ("table", "json", "csv")
+COLUMNS = ("label", "start", "end", "score")
 
 
 @dataclass(frozen=True)
@@ -435,15 +439,26 @@ def detect(model: str | os.PathLike, path: str | os.PathLike, settings: Settings
         yield Event(event.label, event.start, min(event.end, seen / rate), event.score)
 
 
-def render(events: list[Event], fmt: str) -> str:
-    rows = [event.to_dict() for event in events]
+def render(rows: list[dict], fmt: str, with_path: bool = False) -> str:
+    """Event rows (Event.to_dict(), with a "path" key when ``with_path``) as text."""
     if fmt == "json":
         return json.dumps(rows, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, ["path", *COLUMNS], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue().rstrip("\n")
+    path_width = max([len("path"), *(len(row["path"]) for row in rows if with_path)])
     width = max([len("label"), *(len(row["label"]) for row in rows)])
-    lines = [f"{'label':<{width}}  {'start':>9}  {'end':>9}  score"]
-    lines += [f"{row['label']:<{width}}  {row['start']:9.3f}  {row['end']:9.3f}  {row['score']:.3f}"
-              for row in rows]
-    return "\n".join(lines)
+
+    def line(path: str, label: str, start: str, end: str, score: str) -> str:
+        where = f"{path:<{path_width}}  " if with_path else ""
+        return f"{where}{label:<{width}}  {start:>9}  {end:>9}  {score}"
+
+    return "\n".join([line("path", *COLUMNS)] + [
+        line(row.get("path", ""), row["label"], f"{row['start']:.3f}", f"{row['end']:.3f}",
+             f"{row['score']:.3f}") for row in rows])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
         "a plain export runs on sliding windows of its clip length, a --streaming export frame "
         "by frame. Prints one event per keyword: label, start and end (seconds), score.")
     parser.add_argument("model", help="the exported .onnx file (plain or --streaming)")
-    parser.add_argument("audio", help="the recording (WAV, FLAC or OGG; any rate and length)")
+    parser.add_argument("audio", nargs="+", help="the recordings (WAV, FLAC or OGG; any rate and "
+                        "length); with more than one, each event names its file, as csv always does")
     defaults = Settings()
     parser.add_argument("--threshold", type=float, default=defaults.threshold,
                         help="smoothed posterior a keyword must reach (default %(default)s)")
@@ -485,10 +501,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads must be at least 1")
     settings = Settings(threshold=args.threshold, release=args.release, smooth=args.smooth,
                         merge=args.merge, hop=args.hop, restart=args.restart or None)
-    start = time.perf_counter()
-    events = list(detect(args.model, args.audio, settings, args.threads))
-    elapsed = time.perf_counter() - start
-    print(render(events, args.format))
-    print(f"speechrnn detect: {len(events)} events in {args.audio} ({elapsed:.2f} s)",
-          file=sys.stderr)
-    return 0
+    with_path = len(args.audio) > 1 or args.format == "csv"
+    rows, failed = [], 0
+    for path in args.audio:
+        start = time.perf_counter()
+        try:
+            events = [event.to_dict() for event in detect(args.model, path, settings, args.threads)]
+        except AudioError as exc:
+            if len(args.audio) == 1:
+                raise
+            print(f"speechrnn detect: error: {exc}", file=sys.stderr)  # the others still run
+            failed += 1
+            continue
+        rows += [{"path": path, **event} for event in events] if with_path else events
+        print(f"speechrnn detect: {plural(len(events), 'event')} in {path} "
+              f"({time.perf_counter() - start:.2f} s)", file=sys.stderr)
+    print(render(rows, args.format, with_path))
+    return 1 if failed else 0

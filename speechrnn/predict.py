@@ -1,19 +1,23 @@
 """`speechrnn predict MODEL PATH...`: recognise the command in each audio file, torch-free.
 
-PATHs are files, folders (searched recursively for .wav/.flac/.ogg) and glob patterns
-(``**`` recurses). Batches of files are decoded and classified in parallel threads. A file that
-cannot be read becomes an error row; the run goes on and exits 1.
+PATHs are files, folders (searched recursively for .wav/.flac/.ogg), glob patterns (``**``
+recurses) and ``-``, audio bytes on standard input. Batches of files are decoded and classified
+in parallel threads. A file that cannot be read, and a PATH that matches nothing, become error
+rows; the run goes on and exits 1. When no PATH matches anything, that is the error (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import glob
 import io
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,11 +31,12 @@ except ImportError:  # tqdm comes with the [train] extra; the bare runtime shows
     tqdm = None
 
 from .audio import AUDIO_EXTENSIONS
-from .errors import AudioError
+from .errors import AudioError, SpeechRNNError
 from .runtime import Recognizer
 
 FORMATS = ("table", "json", "csv")
 PROGRESS_MIN_FILES = 200  # shorter lists finish before a bar would tell anything
+STDIN = "-"
 
 
 def expand(specs: list[str]) -> tuple[list[str], list[dict]]:
@@ -48,12 +53,27 @@ def expand(specs: list[str]) -> tuple[list[str], list[dict]]:
         elif not path.exists() and any(c in spec for c in "*?["):
             found = sorted(p for p in glob.glob(spec, recursive=True) if Path(p).is_file())
             problem = "no files match this pattern"
+        elif not os.path.lexists(spec):
+            found, problem = [], "not found: no such file or folder"
         else:
-            found, problem = [spec], ""  # a missing file fails at decoding, with its path
+            found, problem = [spec], ""  # a broken link fails at decoding, with its path
         if not found:
             errors.append({"path": spec, "error": problem})
         files.update(dict.fromkeys(found))
     return list(files), errors
+
+
+@contextlib.contextmanager
+def stdin_file() -> Iterator[str]:
+    """Standard input copied to a temporary file, so it is decoded as safely as any file."""
+    if sys.stdin is None or sys.stdin.isatty():
+        raise SpeechRNNError("PATH '-' reads audio from standard input, which is a terminal; "
+                             "pipe a file in: speechrnn predict model.onnx - < clip.wav")
+    with tempfile.TemporaryDirectory(prefix="speechrnn-stdin-") as folder:
+        path = os.path.join(folder, "stdin")
+        with open(path, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out)
+        yield path
 
 
 def _classify_batch(recognizer: Recognizer, paths: list[str], top_k: int) -> list[dict]:
@@ -120,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Recognise the command in audio files with a model from `speechrnn export`.")
     parser.add_argument("model", help="the exported .onnx file")
     parser.add_argument("paths", nargs="+", metavar="PATH",
-                        help="audio files, folders (recursive) or glob patterns ('clips/**/*.wav')")
+                        help="audio files, folders (recursive), glob patterns ('clips/**/*.wav') "
+                        "or - for audio on standard input")
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("--top-k", type=int, default=3, help="best labels listed per file")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -133,25 +154,39 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads is not None and args.threads < 1:
         parser.error("--threads must be at least 1")
-    recognizer = Recognizer(args.model, threads=1)
+    if args.paths.count(STDIN) > 1:
+        parser.error("PATH '-' (standard input) can be given once")
     start = time.perf_counter()
-    files, rows = expand(args.paths)
-    bar = (tqdm(total=len(files), unit="file", file=sys.stderr,
-                disable=len(files) < PROGRESS_MIN_FILES or None) if tqdm else None)
-    for row in classify(recognizer, files, top_k=args.top_k, batch_size=args.batch_size,
-                        workers=args.threads):
-        rows.append(row)
+    with contextlib.ExitStack() as stack:
+        stdin = stack.enter_context(stdin_file()) if STDIN in args.paths else None
+        files, rows = expand([stdin if spec == STDIN else spec for spec in args.paths])
+        unmatched = len(rows)
+        if not files:
+            parser.error("nothing to classify: "
+                         + "; ".join(f"{row['path']!r}: {row['error']}" for row in rows))
+        recognizer = Recognizer(args.model, threads=1)
+        bar = (tqdm(total=len(files), unit="file", file=sys.stderr,
+                    disable=len(files) < PROGRESS_MIN_FILES or None) if tqdm else None)
+        for row in classify(recognizer, files, top_k=args.top_k, batch_size=args.batch_size,
+                            workers=args.threads):
+            rows.append({**row, "path": STDIN} if row["path"] == stdin else row)
+            if bar is not None:
+                bar.update()
         if bar is not None:
-            bar.update()
-    if bar is not None:
-        bar.close()
+            bar.close()
     elapsed = time.perf_counter() - start
     if isinstance(sys.stdout, io.TextIOWrapper):
         # A name that is not valid UTF-8 is printed as the bytes it is, not an encoding error.
         sys.stdout.reconfigure(errors="surrogateescape")
     print(render(rows, args.format))
-    failed = sum("error" in row for row in rows)
-    print(f"speechrnn predict: {len(files)} files in {elapsed:.2f} s "
+    unreadable = sum("error" in row for row in rows) - unmatched
+    print(f"speechrnn predict: {plural(len(files), 'file')} in {elapsed:.2f} s "
           f"({len(files) / max(elapsed, 1e-9):.0f} files/s)"
-          + (f"; {failed} could not be read" if failed else ""), file=sys.stderr)
-    return 1 if failed else 0
+          + (f"; {unreadable} could not be read" if unreadable else "")
+          + (f"; {plural(unmatched, 'PATH')} matched nothing" if unmatched else ""),
+          file=sys.stderr)
+    return 1 if unreadable or unmatched else 0
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
