@@ -454,7 +454,7 @@ class Trainer:
 
             summary.update(export_after_training(self.run_dir, self.cfg.export))
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        self.tracker.finish(summary, images)
+        self.tracker.finish(summary, images, test["confusion"])
         log.info("test/acc %.4f (best val/acc %.4f at epoch %d); run dir %s",
                  test["accuracy"], self.best_val_acc, self.best_epoch, self.run_dir)
         return summary
