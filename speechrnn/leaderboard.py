@@ -76,6 +76,18 @@ def common_overrides(entries: list[Entry]) -> list[str]:
     return [o for o in entries[0].overrides if o in shared]
 
 
+def shown(override: str) -> str:
+    """``key=value`` for printing: a float value to 4 significant digits (0.001234 for
+    0.0012337892...). Display only: leaderboard.csv, best.json and each run's config.yaml keep
+    the exact value."""
+    key, sep, value = override.partition("=")
+    try:
+        number = float(value)
+    except ValueError:
+        return override
+    return override if value.lstrip("+-").isdigit() else f"{key}{sep}{number:.4g}"
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
         return ""
@@ -97,7 +109,7 @@ def _csv_row(index: int, entry: Entry, base: Path) -> list:
 
 
 def _markdown_row(index: int, entry: Entry, overrides: list[str], base: Optional[Path]) -> list[str]:
-    return [str(index), f"`{' '.join(overrides)}`" if overrides else "", entry.status, _fmt(entry.val_acc),
+    return [str(index), f"`{' '.join(map(shown, overrides))}`" if overrides else "", entry.status, _fmt(entry.val_acc),
             _fmt(entry.test_acc), _fmt(entry.parameters), _fmt(entry.seconds, 1), _run_dir(entry, base)]
 
 
@@ -108,7 +120,7 @@ def to_markdown(entries: list[Entry], title: str = "Leaderboard", base: Optional
     shared = common_overrides(entries)
     lines = [f"# {title}", ""]
     if shared:
-        lines += [f"Common overrides: `{' '.join(shared)}`", ""]
+        lines += [f"Common overrides: `{' '.join(map(shown, shared))}`", ""]
     lines += ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     for i, entry in enumerate(entries, 1):
         row = _markdown_row(i, entry, [o for o in entry.overrides if o not in shared], base)

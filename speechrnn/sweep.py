@@ -17,6 +17,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import shlex
 import socket
 import subprocess
 import sys
@@ -31,6 +33,7 @@ from optuna.trial import TrialState
 
 from . import leaderboard
 from .config import CONF_DIR, compose_config
+from .leaderboard import shown
 from .errors import SpeechRNNError
 
 log = logging.getLogger("speechrnn.sweep")
@@ -45,6 +48,9 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 STATUS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "failed",
           TrialState.RUNNING: "running"}
 JOURNAL = "study.journal"
+# Below this many completed trials, parameter importances and a parallel-coordinate plot are
+# noise drawn as if it meant something.
+MIN_TRIALS_FOR_PARAM_PLOTS = 5
 STUDY_FILE = "sweep.yaml"
 HOST = socket.gethostname()
 
@@ -95,6 +101,51 @@ def suggest(trial: optuna.Trial, name: str, spec) -> object:
 
 def sampled_overrides(trial: optuna.Trial, params: DictConfig) -> list[str]:
     return [f"{name}={suggest(trial, name, spec)}" for name, spec in params.items()]
+
+
+def standalone_overrides(overrides: list[str]) -> list[str]:
+    """`speechrnn train` overrides that give a trial of this sweep command its config without
+    the sweep: the recipe and the settings the search space picks, then the command's own
+    training overrides (a trial adds its sampled values)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        choices = compose("config", overrides=overrides, return_hydra_config=True).hydra.runtime.choices
+    space = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sweep" / f"{choices.sweep}.yaml"))
+    settings = {key: value for key, value in space.items() if key not in ("defaults", "sweep")}
+    training = [o for o in overrides if override_keys([o]).isdisjoint({"sweep", "recipe"})
+                and not o.lstrip("+~").startswith("sweep.")]
+    return [f"recipe={choices.recipe}", *_as_overrides(settings), *training]
+
+
+def _as_overrides(tree: dict, prefix: str = "") -> list[str]:
+    """Nested settings as Hydra command-line overrides (key.sub=value)."""
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += _as_overrides(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={_hydra_value(value)}")
+    return out
+
+
+def _hydra_value(value) -> str:
+    if isinstance(value, list):
+        return "[" + ",".join(map(_hydra_value, value)) + "]"
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, str) and (not re.fullmatch(r"[A-Za-z_][\w./-]*", value)
+                                   or value.lower() in ("true", "false", "null", "inf", "nan")):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"  # a string, as written
+    return str(value)
+
+
+def merged(*groups: list[str]) -> list[str]:
+    """Override lists joined, a later value of a key replacing an earlier one in its place."""
+    by_key: dict[str, str] = {}
+    for override in (o for group in groups for o in group):
+        by_key[override.split("=", 1)[0].lstrip("+~")] = override
+    return list(by_key.values())
 
 
 # -- storage and study ------------------------------------------------------------------------
@@ -183,6 +234,7 @@ class Objective:
     def __init__(self, cfg: DictConfig, overrides: list[str], sweep_dir: Path):
         self.cfg, self.overrides, self.sweep_dir = cfg, overrides, sweep_dir
         self.extra = [] if "logger.group" in override_keys(overrides) else [f"logger.group={cfg.sweep.name}"]
+        self.standalone = merged(standalone_overrides(overrides), self.extra)
 
     def __call__(self, trial: optuna.Trial) -> float:
         from .training import fit
@@ -193,7 +245,9 @@ class Objective:
             raise SurplusTrial(f"the study already has its {self.cfg.sweep.trials} trials")
         run_dir = self.sweep_dir / f"trial_{trial.number:04d}"
         sampled = sampled_overrides(trial, self.cfg.sweep.params)
-        for key, value in {"worker": f"{HOST}:{os.getpid()}", "run_dir": str(run_dir), "overrides": sampled}.items():
+        attrs = {"worker": f"{HOST}:{os.getpid()}", "run_dir": str(run_dir), "overrides": sampled,
+                 "train_overrides": merged(self.standalone, sampled)}
+        for key, value in attrs.items():
             trial.set_user_attr(key, value)
         cfg = compose_config([*self.overrides, *self.extra, *sampled])
         seconds = 0.0
@@ -204,9 +258,11 @@ class Objective:
             trial.report(record["val/acc"], epoch)
             if trial.should_prune():
                 trial.set_user_attr("train_seconds", round(seconds, 2))
+                log.info("trial %d pruned after epoch %d: val/acc %.4f", trial.number, epoch,
+                         record["val/acc"])
                 raise optuna.TrialPruned(f"val/acc {record['val/acc']:.4f} after epoch {epoch}")
 
-        log.info("trial %d: %s -> %s", trial.number, " ".join(sampled), run_dir)
+        log.info("trial %d: %s -> %s", trial.number, " ".join(map(shown, sampled)), run_dir)
         with trial_log(run_dir):
             try:
                 summary = fit(cfg, run_dir, epoch_callback=on_epoch)
@@ -215,6 +271,7 @@ class Objective:
                 raise
         for key in ("num_parameters", "train_seconds", "test_accuracy"):
             trial.set_user_attr(key, summary[key])
+        log.info("trial %d finished: val/acc %.4f", trial.number, summary["val_accuracy"])
         return summary["val_accuracy"]
 
 
@@ -257,6 +314,11 @@ def setup_logging(worker: int) -> None:
     logging.basicConfig(level=logging.INFO,  # no-op where logging is set up already (tests)
                         format=f"[%(asctime)s][w{worker}][%(name)s][%(levelname)s] - %(message)s")
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Optuna's messages in the same format (its own handler off); its per-trial INFO lines,
+    # with unrounded values, give way to the trial lines above.
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 def run_workers(overrides: list[str], workers: int) -> None:
@@ -311,6 +373,13 @@ def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
     plots = {"optimization_history": vis.plot_optimization_history,
              "param_importances": vis.plot_param_importances,
              "parallel_coordinate": vis.plot_parallel_coordinate}
+    complete = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if complete < MIN_TRIALS_FOR_PARAM_PLOTS:
+        log.info("param_importances and parallel_coordinate plots skipped: %d completed trials, "
+                 "they need %d", complete, MIN_TRIALS_FOR_PARAM_PLOTS)
+        del plots["param_importances"], plots["parallel_coordinate"]
+        for name in ("param_importances", "parallel_coordinate"):  # an earlier report's
+            (out_dir / f"{name}.png").unlink(missing_ok=True)
     written = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # optuna's "experimental" notices, matplotlib's axis limits
@@ -339,10 +408,15 @@ def report(study: optuna.Study, sweep_dir: Path) -> str:
         winner = {"study": study.study_name, "trial": best.number, "val_accuracy": best.value,
                   "test_accuracy": best.user_attrs.get("test_accuracy"), "params": best.params,
                   "overrides": best.user_attrs.get("overrides", []), "run_dir": best.user_attrs.get("run_dir")}
+        train = best.user_attrs.get("train_overrides")
+        if train:  # the whole command: recipe, search-space settings, training overrides, values
+            winner["train_overrides"] = train
+            winner["command"] = "speechrnn train " + " ".join(map(shlex.quote, train))
         (sweep_dir / "best.json").write_text(json.dumps(winner, indent=2))
         lines += [f"best: trial {best.number}, val/acc {best.value:.4f}, test/acc "
                   f"{winner['test_accuracy']:.4f} (test reported for the winner only)",
-                  "best overrides: " + " ".join(winner["overrides"]),
+                  "best overrides: " + " ".join(map(shown, winner["overrides"]))
+                  + " (exact values, and the command that trains it alone, in best.json)",
                   f"run dir: {winner['run_dir']}"]
     else:
         lines.append("no trial has completed yet")

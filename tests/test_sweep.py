@@ -130,8 +130,9 @@ def test_pruning_resume_and_leaderboard(tmp_path, capsys):
     assert all(r["test/acc"] == "" for r in rows[1:])
     best = json.loads((tmp_path / "best.json").read_text())
     assert best["trial"] == study.best_trial.number and best["params"] == study.best_trial.params
-    for plot in ("optimization_history", "param_importances", "parallel_coordinate"):
-        assert (tmp_path / f"{plot}.png").stat().st_size > 1000
+    assert (tmp_path / "optimization_history.png").stat().st_size > 1000
+    # Two completed trials are too few for importances (tests/test_sweep_report.py).
+    assert not list(tmp_path.glob("param_importances.png")) + list(tmp_path.glob("parallel_*.png"))
 
     capsys.readouterr()
     sweep.main(["--show", str(tmp_path)])
