@@ -18,8 +18,12 @@ import torch
 from speechrnn import checkpoint
 
 REPO = Path(__file__).resolve().parent.parent
+# The smoke recipe with every source of randomness a resume must carry over: waveform
+# augmentation, SpecAugment, dropout (global torch RNG, restored only from the checkpoint's
+# "rng" state) and DataLoader worker processes.
 TRAIN = [sys.executable, "-m", "speechrnn", "train", "recipe=smoke", "export.enabled=false",
-         "trainer.epochs=3"]
+         "trainer.epochs=3", "augment=default", "features=mfcc_specaugment", "model.dropout=0.3",
+         "data.num_workers=2"]
 STEPS = 9  # 3 epochs x 3 batches of the smoke set
 
 
@@ -117,8 +121,15 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tm
         proc = start([*TRAIN, f"hydra.run.dir={run_dir}", *resume], tmp_path)
         wait_until(lambda: steps_logged(run_dir) >= kill_after, proc)
         time.sleep(rng.uniform(0.0, 0.5))
+        if proc.poll() is not None:
+            pytest.fail("the run ended before the kill; the test proved nothing\n"
+                        + proc.communicate()[1][-3000:])
         proc.kill()
         proc.communicate()
+        assert proc.returncode == -signal.SIGKILL
+        # Killed mid-training: no summary, and the last checkpoint is from before the last epoch.
+        assert not (run_dir / "summary.json").exists()
+        assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["epoch"] < 3
         assert_checkpoints_load(run_dir)
 
     result = subprocess.run([*TRAIN, f"hydra.run.dir={run_dir}", "trainer.resume=true"],

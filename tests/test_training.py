@@ -82,8 +82,14 @@ def test_a_checkpoint_from_before_a_setting_existed_loads_with_its_default(tmp_p
     assert cfg.data.noise_dir is None and model.labels == state["labels"]
 
 
-def test_resume_after_an_interruption_gives_the_same_result(tmp_path, smoke_run):
-    _, uninterrupted = smoke_run
+# Every source of randomness a resume must carry over: waveform augmentation and SpecAugment,
+# dropout (drawn from the global torch RNG, which only the checkpoint's "rng" state restores)
+# and DataLoader worker processes.
+RANDOM = ["augment=default", "features=mfcc_specaugment", "model.dropout=0.3", "data.num_workers=2"]
+
+
+def test_resume_after_an_interruption_gives_the_same_result(tmp_path):
+    uninterrupted = fit(smoke_config(*RANDOM), tmp_path / "uninterrupted")
     run_dir = tmp_path / "run"
 
     def stop_after_first_epoch(epoch, record):
@@ -91,15 +97,17 @@ def test_resume_after_an_interruption_gives_the_same_result(tmp_path, smoke_run)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(smoke_config(), run_dir, epoch_callback=stop_after_first_epoch)
+        fit(smoke_config(*RANDOM), run_dir, epoch_callback=stop_after_first_epoch)
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
-    resumed = fit(smoke_config("trainer.resume=true"), run_dir)
+    resumed = fit(smoke_config(*RANDOM, "trainer.resume=true"), run_dir)
 
+    first = read_jsonl(tmp_path / "uninterrupted" / "metrics.jsonl")
+    second = read_jsonl(run_dir / "metrics.jsonl")
+    assert [r["kind"] for r in second] == [r["kind"] for r in first] == ["step"] * 3 + ["epoch"] + ["step"] * 3 + ["epoch"]
+    # Bit for bit: the second epoch's dropout and SpecAugment masks are the uninterrupted run's.
+    assert [r["train/loss"] for r in second] == [r["train/loss"] for r in first]
     for key in ("test_accuracy", "val_accuracy", "test_loss", "best_epoch", "epochs"):
         assert resumed[key] == uninterrupted[key], key
-    first = read_jsonl(smoke_run[0] / "metrics.jsonl")
-    second = read_jsonl(run_dir / "metrics.jsonl")
-    assert [r["train/loss"] for r in second] == [r["train/loss"] for r in first]
 
 
 def test_resume_without_a_checkpoint_says_how(tmp_path):
