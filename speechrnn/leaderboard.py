@@ -149,18 +149,25 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
                                        for part in d.relative_to(sweep_dir).parts])
 
 
-def grid_report(sweep_dir: Path) -> Optional[str]:
-    """Write the leaderboard of a multirun's job dirs into sweep_dir; its Markdown (None: no jobs)."""
-    entries = [from_run_dir(d) for d in job_dirs(sweep_dir)]
+def grid_report(sweep_dir: Path, entries: Optional[list[Entry]] = None) -> Optional[str]:
+    """Write the leaderboard of a multirun's job dirs (or of ``entries`` read from them) into
+    sweep_dir; its Markdown (None: no jobs)."""
+    entries = [from_run_dir(d) for d in job_dirs(sweep_dir)] if entries is None else entries
     return write(entries, sweep_dir, title=f"Leaderboard: {sweep_dir}") if entries else None
 
 
 class LeaderboardCallback(Callback):
     """At the end of `speechrnn train -m ...`: rank the jobs, write and print the leaderboard."""
 
+    # The run dirs of the jobs of the last multirun in this process that failed (Hydra ignores
+    # what a callback raises, so `speechrnn train` reads this to exit non-zero).
+    failed: list[str] = []
+
     def on_multirun_end(self, config, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        markdown = grid_report(sweep_dir)
+        entries = [from_run_dir(d) for d in job_dirs(sweep_dir)]
+        LeaderboardCallback.failed = [e.run_dir for e in entries if e.status == "failed"]
+        markdown = grid_report(sweep_dir, entries)
         if markdown is None:
             log.warning("no job dirs under %s; no leaderboard written", sweep_dir)
             return

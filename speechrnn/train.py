@@ -17,10 +17,11 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from .config import CONF_DIR, check_resolves, describe_config_error
-from .errors import SpeechRNNError
+from .config import CONF_DIR, describe_config_error
+from .errors import SpeechRNNError, UsageError
+from .leaderboard import LeaderboardCallback
 from .training import fit
 
 log = logging.getLogger("speechrnn.train")
@@ -34,27 +35,26 @@ def hydra_main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
-        require_values(cfg)
-        summary = fit(cfg, run_dir)
+        summary = fit(cfg, run_dir)  # checks every setting before it reads data or writes a file
     except SpeechRNNError as exc:
-        # A problem the user can fix: say what it is, without a traceback.
-        log.error("%s", exc)
-        print(f"speechrnn train: error: {exc}", file=sys.stderr)
+        # A problem the user can fix: say what it is, once, without a traceback.
+        report(exc)
         if hydra_cfg.mode == RunMode.MULTIRUN:
             return float("nan")  # the other jobs go on; the leaderboard lists this one as failed
-        raise SystemExit(1) from None
+        raise SystemExit(2 if isinstance(exc, UsageError) else 1) from None
     except KeyboardInterrupt:
         # The trainer has logged where the state is and the command that resumes it.
         raise SystemExit(130) from None
     return summary.get("val_accuracy", float("nan"))
 
 
-def require_values(cfg: DictConfig) -> None:
-    check_resolves(cfg)
-    missing = sorted(OmegaConf.missing_keys(cfg))
-    if missing:
-        hint = " ".join(f"{key}=..." for key in missing)
-        raise SpeechRNNError(f"missing required settings: {', '.join(missing)}; add them on the line: {hint}")
+def report(exc: SpeechRNNError) -> None:
+    """The error on stderr, and in the run's log file (not a second time on the console)."""
+    print(f"speechrnn train: error: {exc}", file=sys.stderr)
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "%s", (exc,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     # Hydra then lets errors through instead of printing them with a traceback: errors in the
     # command line (before any job starts) are reported here in one line each.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    LeaderboardCallback.failed = []
     try:
         hydra_main()
     except Exception as exc:
@@ -70,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"speechrnn train: error in the command line: {describe_config_error(exc)}", file=sys.stderr)
         return 2
+    if LeaderboardCallback.failed:  # `-m`: the other jobs ran; the command still failed
+        print(f"speechrnn train: error: {len(LeaderboardCallback.failed)} job(s) failed: "
+              f"{', '.join(LeaderboardCallback.failed)}; their errors are above and in each job's "
+              "log; the leaderboard lists them as failed", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,6 +26,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from . import checkpoint, reports, tracking
+from .config import validate
 from .data import build_datasets, build_splits, make_loader
 from .data.validate import check_clips
 from .errors import SpeechRNNError
@@ -461,7 +462,9 @@ class Trainer:
 
 
 def fit(cfg: DictConfig, run_dir: str | os.PathLike, epoch_callback: Optional[EpochCallback] = None) -> dict:
-    """Train one run into run_dir and return its summary (see summary.json)."""
+    """Train one run into run_dir and return its summary (see summary.json). Every setting is
+    checked before data is read."""
+    validate(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -22,6 +22,7 @@ from scipy.interpolate import make_interp_spline
 from scipy.signal import butter, fftconvolve, sosfilt
 
 from .. import audio
+from ..config import check_section
 from ..errors import AudioError, SpeechRNNError
 from .base import SILENCE, Clip, stable_hash
 
@@ -289,18 +290,8 @@ class Augment:
         return samples
 
 
-def _check_range(cfg, low: str, high: str) -> tuple[float, float]:
-    lo, hi = float(getattr(cfg, low)), float(getattr(cfg, high))
-    if lo > hi:
-        raise SpeechRNNError(f"augment.{low}={lo} is above augment.{high}={hi}; swap them")
-    return lo, hi
-
-
-def _positive_range(cfg, low: str, high: str, unit: str) -> tuple[float, float]:
-    lo, hi = _check_range(cfg, low, high)
-    if lo <= 0:
-        raise SpeechRNNError(f"augment.{low}={lo} must be above 0{unit}")
-    return lo, hi
+def _pair(cfg, low: str, high: str) -> tuple[float, float]:
+    return float(getattr(cfg, low)), float(getattr(cfg, high))
 
 
 def build_transform(cfg, sample_rate: int, noise_dir: Optional[str | Path]) -> Optional[Augment]:
@@ -308,26 +299,27 @@ def build_transform(cfg, sample_rate: int, noise_dir: Optional[str | Path]) -> O
     ``noise_dir`` None means no noise step."""
     if not cfg.enabled:
         return None
+    check_section(cfg, "augment")  # every range (min <= max, speeds above 0 ...) in speechrnn/config.py
     steps: list = []
-    speed = _positive_range(cfg, "speed_min", "speed_max", " (1.0 is no change)")
+    speed = _pair(cfg, "speed_min", "speed_max")
     if speed != (1.0, 1.0):
         steps.append(Speed(sample_rate, *speed))
-    vtlp = _positive_range(cfg, "vtlp_min", "vtlp_max", " (1.0 is no change)")
+    vtlp = _pair(cfg, "vtlp_min", "vtlp_max")
     if vtlp != (1.0, 1.0):
         steps.append(VocalTract(*vtlp))
     if cfg.time_shift_seconds > 0:
         steps.append(TimeShift(round(cfg.time_shift_seconds * sample_rate)))
     if cfg.reverb_prob > 0:
-        rt60 = _positive_range(cfg, "rt60_min", "rt60_max", " seconds")
+        rt60 = _pair(cfg, "rt60_min", "rt60_max")
         steps.append(Reverb(sample_rate, cfg.reverb_prob, *rt60))
     if cfg.channel_prob > 0:
         steps.append(Channel(sample_rate, cfg.channel_prob))
     if noise_dir is not None and cfg.noise_prob > 0:
-        snr = _check_range(cfg, "snr_db_min", "snr_db_max")
+        snr = _pair(cfg, "snr_db_min", "snr_db_max")
         steps.append(BackgroundNoise(NoiseBank(noise_dir), sample_rate, cfg.noise_prob, *snr))
     if cfg.endpoint_prob > 0:
         steps.append(Endpoint(sample_rate, cfg.endpoint_prob))
-    gain = _check_range(cfg, "gain_db_min", "gain_db_max")
+    gain = _pair(cfg, "gain_db_min", "gain_db_max")
     if gain != (0.0, 0.0):
         steps.append(Gain(*gain))
     return Augment(steps) if steps else None

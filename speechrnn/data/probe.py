@@ -87,10 +87,7 @@ class ProbeDataset(Dataset):
 
 def wrap(cfg, splits: Splits, datasets: dict[str, ClipDataset]) -> dict[str, ProbeDataset]:
     """Every split of ``datasets`` as a probe with ``cfg.data.probe_delay_seconds`` of noise."""
-    delay = float(cfg.data.probe_delay_seconds)
-    if delay < 0:
-        raise SpeechRNNError(f"data.probe_delay_seconds={delay} must be 0 or more (seconds of "
-                             "noise after the word)")
+    delay = float(cfg.data.probe_delay_seconds)  # at least 0: checked with every range in config.py
     noise_dir = cfg.augment.noise_dir or splits.noise_dir
     if noise_dir is None:
         raise SpeechRNNError("data.probe_delay_seconds needs background noise and this data "

@@ -13,12 +13,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..config import check_section
 from ..errors import SpeechRNNError
 from .cells import ReferenceRNN
 
 RNNS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 POOLINGS = ("last", "mean", "max", "attention")
-MAX_CONV_LAYERS = 2
 
 
 def choice(value) -> str:
@@ -99,14 +99,7 @@ class RecurrentEncoder(nn.Module):
         pooling = _check("pooling", choice(cfg.pooling), POOLINGS)
         impl = _check("impl", choice(cfg.impl), ("torch", "reference"))
         nonlinearity = _check("nonlinearity", choice(cfg.nonlinearity), ("tanh", "relu"))
-        if not 0 <= cfg.conv_layers <= MAX_CONV_LAYERS:
-            raise SpeechRNNError(f"model.conv_layers={cfg.conv_layers} is out of range; "
-                                 f"set it to 0..{MAX_CONV_LAYERS}")
-        if cfg.num_layers < 1 or cfg.hidden_size < 1:
-            raise SpeechRNNError(f"model.num_layers={cfg.num_layers} and model.hidden_size="
-                                 f"{cfg.hidden_size} must both be at least 1")
-        if not 0.0 <= cfg.dropout < 1.0:
-            raise SpeechRNNError(f"model.dropout={cfg.dropout} must be in [0, 1)")
+        check_section(cfg, "model")  # the ranges of model.* (hidden_size, dropout ...)
         self.cell = cell
         self.pooling = pooling
         self.bidirectional = bool(cfg.bidirectional)
