@@ -7,16 +7,18 @@ noise for FSDD). Each pass runs in a fresh process, so its peak RSS is its own: 
 and the largest worker. Memory that does not grow with the number of clips shows as the same
 peak for 3,000 and 10,000 clips.
 
-    .venv/bin/python -m benchmarks.bench_data
+A few minutes on 2 cores (rendering the synthetic set included).
 
-Prints a table and writes benchmarks/results/data.json.
+    .venv/bin/python -m benchmarks.bench_data [--quick]
+
+Writes benchmarks/results/data.json and prints the README section made from it
+(data_quick.json with --quick: a synthetic set of 10 x 50 clips, numbers not meaningful).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import subprocess
 import sys
@@ -24,10 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-RESULTS = Path(__file__).resolve().parent / "results" / "data.json"
+from benchmarks import meta
+
+SHARED_DATA = meta.REPO.parent / "shared" / "data"
 BATCH_SIZE = 64
 WORKERS = 2
+QUICK_ARGV = ["--quick"]  # benchmarks.run_all --quick
 
 
 def _mb(kilobytes: int) -> float:
@@ -71,13 +75,13 @@ def in_fresh_process(name: str, source: str, root: Path, augment: bool,
     return {"set": name, "augment": augment, **json.loads(done.stdout.splitlines()[-1])}
 
 
-def render_synthetic(out: Path) -> tuple[Path, float] | None:
+def render_synthetic(out: Path, per_word: int) -> tuple[Path, float] | None:
     try:
         from speechrnn.data.synthetic import COMMAND_WORDS, render
     except ImportError:
         return None
     start = time.perf_counter()
-    root = render(out / "synthetic", words=list(COMMAND_WORDS), unknown_words=[], per_word=1000)
+    root = render(out / "synthetic", words=list(COMMAND_WORDS), unknown_words=[], per_word=per_word)
     return root, time.perf_counter() - start
 
 
@@ -85,43 +89,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pass", dest="one_pass", nargs=4, metavar=("SOURCE", "ROOT", "AUG", "NOISE"),
                         help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="a smoke run (numbers not meaningful)")
     args = parser.parse_args(argv)
     if args.one_pass:
         source, root, augment, noise = args.one_pass
         print(json.dumps(run_pass(source, root, augment == "1", noise or None)))
         return 0
 
+    started = meta.start()
+    per_word = 50 if args.quick else 1000
     rows, notes = [], {}
     fsdd, noise = SHARED_DATA / "fsdd" / "recordings", SHARED_DATA / "speech_commands_noise"
     if fsdd.is_dir() and noise.is_dir():
         for augment in (False, True):
-            rows.append(in_fresh_process("fsdd (3,000)", "fsdd", fsdd, augment, noise))
+            rows.append(in_fresh_process("fsdd", "fsdd", fsdd, augment, noise))
     else:
         notes["fsdd"] = f"skipped: {fsdd} or {noise} missing"
     with tempfile.TemporaryDirectory() as tmp:
-        rendered = render_synthetic(Path(tmp))
+        rendered = render_synthetic(Path(tmp), per_word)
         if rendered is None:
             notes["synthetic"] = "skipped: speechrnn.data.synthetic is not available"
         else:
             root, render_seconds = rendered
             notes["synthetic_render_seconds"] = round(render_seconds, 1)
             for augment in (False, True):
-                rows.append(in_fresh_process("synthetic (10 x 1,000)", "speech_commands", root,
-                                             augment, None))
+                rows.append(in_fresh_process(f"synthetic (10 words x {per_word})",
+                                             "speech_commands", root, augment, None))
 
-    header = f"{'set':<24}{'augment':>8}{'clips':>8}{'clips/s':>10}{'main MB':>10}{'worker MB':>11}"
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r['set']:<24}{'yes' if r['augment'] else 'no':>8}{r['clips']:>8}"
-              f"{r['clips_per_s']:>10}{r['peak_rss_mb_main']:>10}{r['peak_rss_mb_worker']:>11}")
-    for key, value in notes.items():
-        print(f"{key}: {value}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "batch_size": BATCH_SIZE, "workers": WORKERS, "machine": platform.machine(),
-        "python": platform.python_version(), "rows": rows, **notes}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    meta.write("data", {"batch_size": BATCH_SIZE, "workers": WORKERS, "rows": rows, **notes},
+               started, threads={"dataloader_workers": WORKERS}, quick=args.quick)
     return 0
 
 

@@ -3,39 +3,35 @@
 Rows: the 10 command words x 200 clips with 1 and with 2 worker processes, the default set
 (10 x 200 plus 12 unknown words x 40), and with --large the 10 words x 1,000. Each render goes
 to a temporary folder. CPU seconds (this process and its workers) are printed beside the wall
-time: on a shared machine the wall time also counts waiting for a core.
+time: on a shared machine the wall time also counts waiting for a core. About a minute with
+--large on 2 cores (``make bench`` passes it).
 
-    .venv/bin/python -m benchmarks.bench_synth [--large]
+    .venv/bin/python -m benchmarks.bench_synth [--large] [--quick]
 
-Prints a table and writes benchmarks/results/synth.json.
+Writes benchmarks/results/synth.json and prints the README section made from it
+(synth_quick.json with --quick: 20 clips a word, numbers not meaningful).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import meta
 from speechrnn.data.synthetic import COMMAND_WORDS, MARKER, UNKNOWN_WORDS, render
 
-RESULTS = Path(__file__).resolve().parent / "results" / "synth.json"
-
-
-def _cpu_seconds() -> float:
-    own, workers = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
-    return own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime
+FULL_ARGV = ["--large"]  # benchmarks.run_all
+QUICK_ARGV = ["--quick"]  # benchmarks.run_all --quick
 
 
 def run(name: str, workers: int | None, **kwargs) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
-        cpu, start = _cpu_seconds(), time.perf_counter()
+        cpu, start = meta.own_cpu_seconds(), time.perf_counter()
         out = render(Path(tmp) / "set", workers=workers, **kwargs)
-        seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
+        seconds, cpu = time.perf_counter() - start, meta.own_cpu_seconds() - cpu
         clips = json.loads((out / MARKER).read_text())["clips"]
     return {
         "set": name,
@@ -51,29 +47,24 @@ def run(name: str, workers: int | None, **kwargs) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_synth", description=__doc__.splitlines()[0])
     parser.add_argument("--large", action="store_true", help="also render 10 words x 1,000 clips")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 words x 20 clips")
     args = parser.parse_args(argv)
 
-    commands = dict(words=COMMAND_WORDS, unknown_words=(), per_word=200)
+    started = meta.start()
+    per_word = 20 if args.quick else 200
+    commands = dict(words=COMMAND_WORDS, unknown_words=(), per_word=per_word)
     rows = [
-        run("10 words x 200", 1, **commands),
-        run("10 words x 200", 2, **commands),
-        run("default (10 x 200 + 12 x 40)", None, words=COMMAND_WORDS, unknown_words=UNKNOWN_WORDS),
+        run(f"10 words x {per_word}", 1, **commands),
+        run(f"10 words x {per_word}", 2, **commands),
     ]
-    if args.large:
+    if not args.quick:
+        rows.append(run("default (10 x 200 + 12 x 40)", None, words=COMMAND_WORDS,
+                        unknown_words=UNKNOWN_WORDS))
+    if args.large and not args.quick:
         rows.append(run("10 words x 1000", None, words=COMMAND_WORDS, unknown_words=(), per_word=1000))
 
-    header = f"{'set':<30} {'workers':>7} {'clips':>6} {'seconds':>8} {'clips/s':>8} {'cpu s':>6} {'cpu ms/clip':>11}"
-    print(header)
-    print("-" * len(header))
-    for row in rows:
-        print(f"{row['set']:<30} {row['workers']!s:>7} {row['clips']:>6} {row['seconds']:>8} "
-              f"{row['clips_per_s']:>8} {row['cpu_seconds']:>6} {row['cpu_ms_per_clip']:>11}")
-    machine = {"cores": len(os.sched_getaffinity(0)), "load_average": os.getloadavg(),
-               "processor": platform.processor() or platform.machine(), "python": platform.python_version()}
-    print(f"\n{machine['cores']} cores, load average {machine['load_average'][0]:.1f} at the end")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    meta.write("synth", {"rows": rows}, started, quick=args.quick,
+               threads={"render_workers": "1, 2 or one per core (the workers column)"})
     return 0
 
 

@@ -1,10 +1,13 @@
 """Train the reference recipes and report accuracy, training time and throughput side by side.
 
-    python -m benchmarks.bench_training [--only fsdd/gru ...] [--fsdd PATH] [--noise PATH]
+    python -m benchmarks.bench_training [--only fsdd/gru ...] [--fsdd PATH] [--noise PATH] [--quick]
 
 Each recipe runs as `speechrnn train` in its own process (one at a time, so they do not share
-the cores) into benchmarks/results/runs/<name>/; the table and benchmarks/results/training.json
-collect summary.json of each run (with --only, the other runs' rows stay as they were).
+the cores; torch's default threads, the recipe's DataLoader workers) into
+benchmarks/results/runs/<name>/; the table and benchmarks/results/training.json collect
+summary.json of each run (with --only, the other runs' rows stay as they were). About 30 min
+on 2 cores (3-9 min a recipe). ``--quick``: fsdd/gru for one epoch into runs-quick/, written
+to training_quick.json (numbers not meaningful).
 """
 
 from __future__ import annotations
@@ -17,28 +20,41 @@ import sys
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from benchmarks import meta
+
+SHARED_DATA = meta.REPO.parent / "shared" / "data"
 FSDD = SHARED_DATA / "fsdd" / "recordings"
 NOISE = SHARED_DATA / "speech_commands_noise"
+QUICK_ARGV = ["--quick"]  # benchmarks.run_all --quick
 
-# name -> overrides; {fsdd} is the FSDD recordings folder, {noise} the noise recordings'.
+# name -> overrides ({fsdd}: the FSDD recordings folder, {noise}: the noise recordings'), what
+# the test split is, and the recipe's target (test accuracy, and wall seconds when timed).
 RUNS = {
-    "fsdd/gru": ["recipe=fsdd/gru", "data.root={fsdd}"],
-    "fsdd/lstm": ["recipe=fsdd/lstm", "data.root={fsdd}"],
-    "fsdd/rnn": ["recipe=fsdd/rnn", "data.root={fsdd}"],
-    "fsdd/gru held-out george": ["recipe=fsdd/gru", "data.root={fsdd}", "data.test_speakers=[george]"],
-    "fsdd/kws": ["recipe=fsdd/kws", "data.root={fsdd}", "data.noise_dir={noise}"],
-    "synthetic/gru": ["recipe=synthetic/gru"],
-    "synthetic/digits -> FSDD test": ["recipe=synthetic/digits", "data.test_root={fsdd}"],
+    "fsdd/gru": dict(overrides=["recipe=fsdd/gru", "data.root={fsdd}"],
+                     data="FSDD official split", target=dict(accuracy=0.995, seconds=300)),
+    "fsdd/lstm": dict(overrides=["recipe=fsdd/lstm", "data.root={fsdd}"],
+                      data="FSDD official split"),
+    "fsdd/rnn": dict(overrides=["recipe=fsdd/rnn", "data.root={fsdd}"],
+                     data="FSDD official split"),
+    "fsdd/gru held-out george": dict(
+        overrides=["recipe=fsdd/gru", "data.root={fsdd}", "data.test_speakers=[george]"],
+        data="FSDD, one speaker never heard in training"),
+    "fsdd/kws": dict(overrides=["recipe=fsdd/kws", "data.root={fsdd}", "data.noise_dir={noise}"],
+                     data="FSDD + `_silence_` from noise, for `speechrnn detect`"),
+    "synthetic/gru": dict(overrides=["recipe=synthetic/gru"],
+                          data="synthetic, held-out voices", target=dict(accuracy=0.97, seconds=300)),
+    "synthetic/digits -> FSDD test": dict(
+        overrides=["recipe=synthetic/digits", "data.test_root={fsdd}"],
+        data="synthetic digits only -> real FSDD test", target=dict(accuracy=0.80)),
 }
 
 
-def train(name: str, overrides: list[str], fsdd: Path, noise: Path) -> dict:
-    run_dir = RESULTS / "runs" / re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    overrides = [o.format(fsdd=fsdd, noise=noise) for o in overrides]
+def train(name: str, fsdd: Path, noise: Path, quick: bool) -> dict:
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    run_dir = meta.RESULTS / ("runs-quick" if quick else "runs") / slug
+    overrides = [o.format(fsdd=fsdd, noise=noise) for o in RUNS[name]["overrides"]]
     command = [sys.executable, "-m", "speechrnn", "train", *overrides, "trainer.progress=false",
-               f"hydra.run.dir={run_dir}"]
+               f"hydra.run.dir={run_dir}", *(["trainer.epochs=1"] if quick else [])]
     print("$ " + " ".join(command[3:]), flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
@@ -46,25 +62,18 @@ def train(name: str, overrides: list[str], fsdd: Path, noise: Path) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     return {
         "run": name,
+        "data": RUNS[name]["data"],
+        "target": RUNS[name].get("target"),
         "test_accuracy": summary["test_accuracy"],
+        "test_clips": summary["clips"]["test"],
         "val_accuracy": summary["val_accuracy"],
         "epochs": summary["epochs"],
         "train_seconds": summary["train_seconds"],
         "wall_seconds": round(wall, 1),
         "train_clips_per_s": summary["train_clips_per_s"],
         "num_parameters": summary["num_parameters"],
-        "run_dir": str(run_dir),
+        "run_dir": meta.relative(run_dir),
     }
-
-
-def table(rows: list[dict]) -> str:
-    header = f"{'run':32} {'test acc':>9} {'val acc':>8} {'epochs':>6} {'train s':>8} {'wall s':>7} {'clips/s':>8} {'params':>8}"
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(f"{r['run']:32} {r['test_accuracy']:>9.2%} {r['val_accuracy']:>8.2%} {r['epochs']:>6} "
-                     f"{r['train_seconds']:>8.0f} {r['wall_seconds']:>7.0f} {r['train_clips_per_s']:>8.0f} "
-                     f"{r['num_parameters']:>8}")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,18 +81,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", choices=list(RUNS), help="run only these")
     parser.add_argument("--fsdd", type=Path, default=FSDD, help="the FSDD recordings folder")
     parser.add_argument("--noise", type=Path, default=NOISE, help="the noise recordings folder")
+    parser.add_argument("--quick", action="store_true", help="fsdd/gru for one epoch")
     args = parser.parse_args(argv)
-    rows = [train(name, RUNS[name], args.fsdd, args.noise) for name in (args.only or RUNS)]
-    print(table(rows))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / "training.json"
-    # --only replaces its runs' rows and keeps the others'.
-    done = {row["run"] for row in rows}
-    earlier = json.loads(out.read_text()) if out.is_file() else []
-    rows += [row for row in earlier if row["run"] not in done and row["run"] in RUNS]
-    rows.sort(key=lambda row: list(RUNS).index(row["run"]))
-    out.write_text(json.dumps(rows, indent=2))
-    print(f"wrote {out}")
+    names = ["fsdd/gru"] if args.quick else (args.only or list(RUNS))
+
+    started = meta.start()
+    rows = [train(name, args.fsdd, args.noise, args.quick) for name in names]
+    out = meta.result_path("training", args.quick)
+    # --only replaces its runs' rows and keeps the others' (with the meta of their own run).
+    earlier = json.loads(out.read_text()) if out.is_file() and not args.quick else {}
+    kept = [row for row in earlier.get("rows", []) if row["run"] in RUNS and row["run"] not in names]
+    if kept:
+        for row in kept:
+            row.setdefault("meta", earlier["meta"])
+    rows = sorted(rows + kept, key=lambda row: list(RUNS).index(row["run"]))
+    meta.write("training", {"rows": rows}, started,
+               threads={"torch": "default (one per core)", "dataloader_workers": "the recipe's"},
+               quick=args.quick)
     return 0
 
 

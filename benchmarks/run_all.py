@@ -3,9 +3,13 @@
     .venv/bin/python -m benchmarks.run_all [--quick] [--only NAME ...]
 
 Each module's ``main(argv)`` runs in this process, one after the other (so they never share
-the cores); one that fails is reported and the rest still run. ``--quick`` runs the modules
-that define ``QUICK_ARGV`` (the arguments of their smoke run) with it and skips the others.
-Ends with the JSON files the benchmarks wrote; exits 1 if any failed.
+the cores), with its ``FULL_ARGV`` if it has one; one that fails is reported and the rest
+still run. ``--quick`` runs the modules that define ``QUICK_ARGV`` (the arguments of their
+smoke run) with it and skips the others; smoke runs write *_quick.json, which the README never
+reads. Ends with the JSON files the benchmarks wrote and, after a full run, regenerates the
+README's measured sections from them (``python -m benchmarks.report``); exits 1 if any failed.
+A full run takes about an hour on 2 cores (bench_training about 30 min, bench_inference about
+15 min, or 25 with its models still to train).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import time
 import traceback
 from pathlib import Path
 
+from benchmarks import meta
+
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results"
 
 
 def benchmark_names() -> list[str]:
@@ -28,7 +33,7 @@ def benchmark_names() -> list[str]:
 def run(name: str, quick: bool) -> str:
     """Run one benchmark; "ok", "skipped (...)" or "failed (...)"."""
     module = importlib.import_module(f"benchmarks.{name}")
-    argv: list[str] = []
+    argv = list(getattr(module, "FULL_ARGV", []))
     if quick:
         if not hasattr(module, "QUICK_ARGV"):
             return "skipped (no quick mode)"
@@ -66,11 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     print("\nbenchmarks:")
     for name, outcome in outcomes.items():
         print(f"  {name:20} {outcome}")
-    written = sorted(p for p in RESULTS.glob("*.json") if p.stat().st_mtime >= started)
-    print("results written:" if written else f"no results written to {RESULTS}")
+    written = sorted(p for p in meta.RESULTS.glob("*.json") if p.stat().st_mtime >= started)
+    print("results written:" if written else f"no results written to {meta.RESULTS}")
     for path in written:
         print(f"  {path}")
-    return 1 if any(o.startswith("failed") for o in outcomes.values()) else 0
+    failed = any(o.startswith("failed") for o in outcomes.values())
+    if not args.quick:
+        from benchmarks import report
+
+        failed = report.main([]) != 0 or failed
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
