@@ -1,39 +1,39 @@
-"""MFCC cost per 1 s clip: torchaudio vs librosa vs the speechrnn frontend (torch, onnxruntime).
+"""MFCC cost per 1 s clip: torchaudio vs librosa vs the speechrnn frontend (PyTorch, onnxruntime).
 
-All four compute the same features (hann window, htk mel, ortho DCT, no top_db clamp), on the
-same batch of real FSDD digits resampled to 16 kHz, on one CPU thread, side by side in one run.
+All four compute the same features (the default features config: hann window, htk mel, ortho
+DCT, no top_db clamp) on the same real FSDD digits resampled to 16 kHz, on one CPU thread.
+At each batch size (1 and 64) the four take turns call by call (interleaved), so load from
+other processes hits them alike; each is reported by the median (p50) and p95 of its calls.
+About half a minute.
 
-    .venv/bin/python -m benchmarks.bench_frontend [--fsdd-root DIR] [--repeats N]
+    .venv/bin/python -m benchmarks.bench_frontend [--fsdd-root DIR] [--repeats N] [--quick]
 
-Prints a table and writes benchmarks/results/frontend.json.
+Writes benchmarks/results/frontend.json and prints the README section made from it
+(frontend_quick.json with --quick).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
-import librosa
 import numpy as np
 import onnxruntime as ort
 import torch
-import torchaudio
 from threadpoolctl import threadpool_limits
 
+from benchmarks import meta
+from benchmarks.peers import TorchaudioFeatures, librosa_features
+from benchmarks.timing import interleaved, percentile_ms
 from speechrnn.audio import load
+from speechrnn.config import FeaturesConfig
 from speechrnn.features import Frontend
 
-REPO = Path(__file__).resolve().parent.parent
 RATE = 16000
-SETTINGS = dict(n_mfcc=40, n_fft=512, win_length=480, hop_length=160, n_mels=40, f_min=20.0)
 BATCH_SIZES = (1, 64)
+QUICK_ARGV = ["--quick"]  # benchmarks.run_all --quick
 
 
 def load_clips(root: Path, count: int) -> np.ndarray:
@@ -44,40 +44,16 @@ def load_clips(root: Path, count: int) -> np.ndarray:
     return np.stack([load(path, RATE, RATE) for path in paths])
 
 
-def torchaudio_fn(dtype: torch.dtype = torch.float32):
-    mfcc = torchaudio.transforms.MFCC(
-        RATE, n_mfcc=SETTINGS["n_mfcc"],
-        melkwargs={k: v for k, v in SETTINGS.items() if k != "n_mfcc"},
-    ).to(dtype)
-    mfcc.amplitude_to_DB.top_db = None
+def in_torch(module: torch.nn.Module, dtype: torch.dtype = torch.float32):
+    module = module.to(dtype).eval()
 
     def run(wave: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return mfcc(torch.from_numpy(wave).to(dtype)).transpose(1, 2).numpy()
+            return module(torch.from_numpy(wave).to(dtype)).numpy()
     return run
 
 
-def librosa_fn():
-    def run(wave: np.ndarray) -> np.ndarray:
-        mel = librosa.feature.melspectrogram(
-            y=wave, sr=RATE, n_fft=SETTINGS["n_fft"], win_length=SETTINGS["win_length"],
-            hop_length=SETTINGS["hop_length"], n_mels=SETTINGS["n_mels"], fmin=SETTINGS["f_min"],
-            pad_mode="reflect", htk=True, norm=None,
-        )
-        mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, top_db=None),
-                                    n_mfcc=SETTINGS["n_mfcc"], norm="ortho")
-        return np.swapaxes(mfcc, 1, 2)
-    return run
-
-
-def torch_fn(frontend: Frontend):
-    def run(wave: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return frontend(torch.from_numpy(wave)).numpy()
-    return run
-
-
-def onnx_fn(frontend: Frontend, folder: Path):
+def in_onnxruntime(frontend: Frontend, folder: Path):
     path = folder / "frontend.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -88,93 +64,56 @@ def onnx_fn(frontend: Frontend, folder: Path):
                           "features": {0: "batch", 1: "frames"}},
         )
     options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def run(wave: np.ndarray) -> np.ndarray:
-        return session.run(None, {"waveform": wave})[0]
-    return run
+    return lambda wave: session.run(None, {"waveform": wave})[0]
 
 
-def time_per_clip(run, wave: np.ndarray, repeats: int) -> tuple[float, float]:
-    """Fastest and median seconds per clip over ``repeats`` calls, after one warm-up call.
-
-    The fastest call is the headline (as timeit reports it): on a shared machine the median
-    also measures the neighbours."""
-    run(wave)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(wave)
-        times.append(time.perf_counter() - start)
-    return min(times) / len(wave), statistics.median(times) / len(wave)
-
-
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fsdd-root", type=Path,
-                        default=REPO.parent / "shared" / "data" / "fsdd" / "recordings")
-    parser.add_argument("--repeats", type=int, default=20, help="timed calls at batch 64")
-    parser.add_argument("--out", type=Path,
-                        default=REPO / "benchmarks" / "results" / "frontend.json")
+                        default=meta.REPO.parent / "shared" / "data" / "fsdd" / "recordings")
+    parser.add_argument("--repeats", type=int, default=20,
+                        help="timed calls per implementation: repeats x 64 / batch size")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (numbers not meaningful)")
     args = parser.parse_args(argv)
+    repeats = 2 if args.quick else args.repeats
 
+    started = meta.start()
     torch.set_num_threads(1)
     threadpool_limits(1)  # numpy's BLAS and OpenMP pools, used by librosa
     clips = load_clips(args.fsdd_root, max(BATCH_SIZES))
-    frontend = Frontend(**SETTINGS).eval()  # MFCC only: no deltas, no normalisation
+    features = FeaturesConfig()  # MFCC only: no deltas, no normalisation
+    frontend = Frontend.from_config(features, RATE).eval()
     with tempfile.TemporaryDirectory() as folder:
-        implementations = {
-            "torchaudio MFCC (torch eager)": torchaudio_fn(),
-            "librosa MFCC (numpy)": librosa_fn(),
-            "speechrnn MFCC (torch eager)": torch_fn(frontend),
-            "speechrnn frontend (ONNX, onnxruntime)": onnx_fn(frontend, Path(folder)),
+        fns = {
+            "torchaudio MFCC (PyTorch)": in_torch(TorchaudioFeatures(features, RATE)),
+            "librosa MFCC (numpy)": librosa_features(features, RATE),
+            "speechrnn MFCC (PyTorch)": in_torch(frontend),
+            "speechrnn MFCC (ONNX, onnxruntime)": in_onnxruntime(frontend, Path(folder)),
         }
-        exact = torchaudio_fn(torch.float64)(clips)
-        rows = []
-        for name, run in implementations.items():
-            error = np.abs(run(clips) - exact).max() / np.abs(exact).max()
-            row = {"name": name, "max_error_vs_float64": float(error)}
-            for size in BATCH_SIZES:
-                # Every batch size sees the same number of clips.
-                repeats = args.repeats * max(BATCH_SIZES) // size
-                best, median = time_per_clip(run, clips[:size], repeats)
-                row[f"ms_per_clip_batch{size}"] = 1e3 * best
-                row[f"median_ms_per_clip_batch{size}"] = 1e3 * median
-            rows.append(row)
+        exact = in_torch(TorchaudioFeatures(features, RATE), torch.float64)(clips)
+        errors = {name: float(np.abs(fn(clips) - exact).max() / np.abs(exact).max())
+                  for name, fn in fns.items()}
+        times = {}
+        for size in BATCH_SIZES:
+            batches = [clips[i : i + size] for i in range(0, len(clips), size)]
+            times[size] = interleaved(fns, batches, repeats * max(BATCH_SIZES) // size)
+    rows = [{"name": name, "max_error_vs_float64": errors[name],
+             **{f"p{q}_ms_per_clip_batch{size}": percentile_ms(times[size][name], q, size)
+                for size in BATCH_SIZES for q in (50, 95)}}
+            for name in fns]
 
-    header = f"{'implementation':42s}"
-    header += "".join(f"{f'batch {s} ms/clip':>18s}" for s in BATCH_SIZES)
-    print(f"MFCC of 1 s clips at 16 kHz, 1 thread, fastest of repeated calls "
-          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print(header + f"{'error vs f64':>14s}")
-    for row in rows:
-        cells = "".join(f"{row[f'ms_per_clip_batch{s}']:18.3f}" for s in BATCH_SIZES)
-        print(f"{row['name']:42s}{cells}{row['max_error_vs_float64']:14.1e}")
-
-    result = {
-        "benchmark": "frontend",
-        "clip_seconds": 1.0,
-        "sample_rate": RATE,
-        "settings": SETTINGS,
-        "threads": 1,
+    meta.write("frontend", {
+        "clip_seconds": 1.0, "sample_rate": RATE, "settings": vars(features),
         "clips": f"{len(clips)} FSDD recordings resampled to 16 kHz, fixed to 1 s",
-        "versions": {"torch": torch.__version__, "torchaudio": torchaudio.__version__,
-                     "librosa": librosa.__version__, "onnxruntime": ort.__version__,
-                     "python": platform.python_version()},
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min": os.getloadavg()[0],
-        "timing": "ms_per_clip_*: fastest call / batch size; median_*: median call",
+        "calls_per_implementation": {str(s): len(times[s][rows[0]["name"]]) for s in BATCH_SIZES},
+        "timing": "p50/p95 of interleaved calls, divided by the batch size",
         "error": "max |features - float64 torchaudio| / max |float64 torchaudio|, all clips",
         "results": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return result
+    }, started, threads={"torch": 1, "onnxruntime": 1, "numpy": 1}, quick=args.quick)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
