@@ -1,0 +1,114 @@
+"""Regenerate README.md's measured sections from the committed benchmark results.
+
+    python -m benchmarks.report            # rewrite the sections in README.md
+    python -m benchmarks.report --check    # exit 1 where README.md differs from the results
+
+A section is the text between ``<!-- report:NAME -->`` and ``<!-- /report -->``; every number
+in it comes from the result files of ``SECTIONS[NAME]`` (benchmarks/results/<name>.json, as
+the benchmarks write them; never the *_quick.json of a smoke run). A section whose files are
+not there yet says so, with the command that measures it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import data, detection, inference, training
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+SECTION = re.compile(r"(<!-- report:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /report -->)",
+                     re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Section:
+    sources: tuple[str, ...]  # result files, relative to the repository root
+    render: Callable[..., str]  # one loaded result per source -> markdown
+    command: str  # what measures it
+
+
+def results(name: str) -> str:
+    return f"benchmarks/results/{name}.json"
+
+
+BENCH = "`make bench` (or `python -m benchmarks.{}`)"
+SECTIONS = {
+    "synth": Section((results("synth"),), data.synth, BENCH.format("bench_synth --large")),
+    "data": Section((results("data"),), data.loader, BENCH.format("bench_data")),
+    "frontend": Section((results("frontend"),), data.frontend, BENCH.format("bench_frontend")),
+    "training": Section((results("training"),), training.recipes, BENCH.format("bench_training")),
+    "cells": Section(("docs/compare_cells/results.json",), training.cells,
+                     "`python -m benchmarks.compare_cells`"),
+    "inference": Section((results("inference"),), inference.render, BENCH.format("bench_inference")),
+    "memory": Section((results("inference"),), inference.memory, BENCH.format("bench_inference")),
+    "detection": Section((results("inference"),), detection.render,
+                         BENCH.format("bench_inference")),
+}
+
+
+def render_section(name: str, root: Path = REPO) -> str:
+    """The body of section ``name`` from the result files under ``root``."""
+    if name not in SECTIONS:
+        raise SystemExit(f"README section {name!r} is not one of {sorted(SECTIONS)}")
+    section = SECTIONS[name]
+    paths = [root / source for source in section.sources]
+    missing = [source for source, path in zip(section.sources, paths) if not path.is_file()]
+    if missing:
+        return (f"*Not measured yet: run {section.command}, then `python -m benchmarks.report` "
+                f"(missing: {', '.join(f'`{m}`' for m in missing)}).*\n")
+    loaded = [json.loads(path.read_text()) for path in paths]
+    for source, result in zip(section.sources, loaded):
+        if isinstance(result, dict) and result.get("quick"):
+            raise SystemExit(f"{source} holds a --quick run: its numbers are not meaningful")
+    return section.render(*loaded).rstrip("\n") + "\n"
+
+
+def preview(path: Path) -> str:
+    """Every section that the result file ``path`` feeds (a --quick one too), rendered from it:
+    what a benchmark prints when it is done."""
+    source = results(path.stem.removesuffix("_quick"))
+    result = json.loads(path.read_text())
+    return "\n\n".join(s.render(result) for s in SECTIONS.values() if s.sources == (source,))
+
+
+def update(text: str, root: Path = REPO) -> str:
+    """``text`` (README.md) with every section regenerated from the results under ``root``."""
+    return SECTION.sub(lambda m: m[1] + render_section(m["name"], root) + m[4], text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 if README.md differs from the results")
+    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--root", type=Path, default=REPO,
+                        help="where benchmarks/results/ and docs/ are read from")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    found = [m["name"] for m in SECTION.finditer(text)]
+    if sorted(found) != sorted(SECTIONS):
+        print(f"{args.readme}: sections {sorted(found)}, expected each of {sorted(SECTIONS)} "
+              "once", file=sys.stderr)
+        return 1
+    new = update(text, args.root)
+    if new == text:
+        print(f"{args.readme} is up to date with the results")
+        return 0
+    if args.check:
+        sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
+                                                   str(args.readme), "from the results"))
+        print(f"{args.readme} differs from the results: run python -m benchmarks.report",
+              file=sys.stderr)
+        return 1
+    args.readme.write_text(new)
+    print(f"rewrote {len(found)} sections of {args.readme}")
+    return 0

@@ -1,0 +1,242 @@
+"""README.md's measured sections are what benchmarks/report generates from the committed result
+JSON: a number typed into README.md, or a JSON changed without regenerating, fails here.
+
+The fixtures below stand in for benchmark results (no benchmark runs here); they prove that the
+generator reads every number it prints from the JSON, so the README check cannot be vacuous.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks import meta, report
+from benchmarks.report import fmt
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+PIPELINES = ["torchaudio_pytorch", "ours_pytorch", "librosa_ort", "torchaudio_ort", "onnx_fp32",
+             "onnx_int8"]
+
+
+def meta_block(others: float = 0.02) -> dict:
+    return {"date": "2030-01-02T03:04:05+00:00", "commit": "abc1234", "dirty": False,
+            "cpu_model": "Test CPU", "cores": 2, "threads": {"torch": 1},
+            "load_average_start": [0.1, 0.1, 0.1], "load_average_end": [1.0, 0.5, 0.2],
+            "other_processes_cores": others,
+            "versions": {"torch": "9.9", "onnxruntime": "8.8"}}
+
+
+def with_meta(result: dict) -> dict:
+    return {"quick": False, "meta": meta_block(), **result}
+
+
+def inference_result() -> dict:
+    def model(cell: str, scale: float) -> dict:
+        rows = [{"pipeline": name, "label": f"pipeline {name}", "loader": "speechrnn",
+                 "batch1_p50_ms": scale * (6 - i), "batch1_p95_ms": scale * (7 - i),
+                 "batch64_clips_per_s": 100.0 * (i + 1), "end_to_end_p50_ms": scale * (8 - i),
+                 "end_to_end_p95_ms": scale * (9 - i), "accuracy": 0.99}
+                for i, name in enumerate(PIPELINES)]
+        return {"cell": cell, "test_clips": 300, "rows": rows,
+                "training": {"test_accuracy": 0.98, "train_clips_per_s": 350.0},
+                "model_mb": {"fp32": 1.2, "int8": 0.7},
+                "onnx_fp32_kernel_ms_batch1": {"recurrent": 0.6, "dft_conv": 0.3, "other": 0.1}}
+
+    predict = [{"round": r, "model": f"fsdd/{cell} {q}", "files_per_s": 900.0 + 10 * r}
+               for r in (1, 2, 3) for cell in ("gru", "lstm") for q in ("fp32", "int8")]
+    detect = [{"model": name, "threshold": t, "x_real_time": 180.0,
+               "score": {"precision": 0.5 + t / 3, "recall": 0.9}}
+              for name in ("fsdd/kws fp32", "fsdd/kws fp32 --streaming") for t in (0.5, 0.7, 0.9)]
+    return with_meta({
+        "train_overrides": ["model.pooling=mean"], "baseline": "torchaudio_pytorch",
+        "targets": {"onnx_fp32_vs_baseline_batch1": 4.0, "int8_vs_fp32": 1.5,
+                    "int8_accuracy_loss_points": 0.5, "predict_files_per_s": 500.0},
+        "models": [model("gru", 1.0), model("lstm", 0.5)],
+        "predict": {"threads": 1, "files": 3000, "runs": predict},
+        "long_recording": {
+            "model": "fsdd/kws fp32", "threads": "default", "recording_seconds": 3600.0,
+            "keywords": 1846, "test_clips": 300, "gap_seconds": [0.5, 2.5],
+            "noise_dbfs": [-50, -35], "default_threshold": 0.7, "tolerance_s": 0.5,
+            "peak_rss_mb": {"predict, one 1 s clip": 69.0, "predict, the long recording": 70.0,
+                            "detect, one minute": 116.0, "detect, the long recording": 117.0},
+            "detect": detect},
+    })
+
+
+RESULTS = {
+    "benchmarks/results/synth.json": with_meta({"rows": [
+        {"set": "10 words x 200", "workers": 1, "clips": 2000, "seconds": 4.1,
+         "clips_per_s": 487.8, "cpu_ms_per_clip": 1.6}]}),
+    "benchmarks/results/data.json": with_meta({"batch_size": 64, "workers": 2, "rows": [
+        {"set": "fsdd", "augment": False, "clips": 3000, "clips_per_s": 958.0,
+         "peak_rss_mb_main": 740.0, "peak_rss_mb_worker": 300.0},
+        {"set": "synthetic", "augment": False, "clips": 10000, "clips_per_s": 1201.0,
+         "peak_rss_mb_main": 742.0, "peak_rss_mb_worker": 301.0}]}),
+    "benchmarks/results/frontend.json": with_meta({"results": [
+        {"name": name, "max_error_vs_float64": 1e-6, "p50_ms_per_clip_batch1": value,
+         "p50_ms_per_clip_batch64": value / 2}
+        for name, value in (("torchaudio MFCC (PyTorch)", 0.30), ("speechrnn MFCC (PyTorch)", 0.84))]}),
+    "benchmarks/results/training.json": with_meta({"rows": [
+        {"run": "fsdd/gru", "data": "FSDD official split", "test_accuracy": 0.9967,
+         "test_clips": 300, "train_seconds": 214.0, "wall_seconds": 229.0,
+         "train_clips_per_s": 343.0, "epochs": 30, "target": {"accuracy": 0.995, "seconds": 300}},
+        {"run": "fsdd/gru held-out george", "data": "FSDD, one speaker held out",
+         "test_accuracy": 0.834, "test_clips": 500, "train_seconds": 202.0, "wall_seconds": 210.0,
+         "train_clips_per_s": 336.0, "epochs": 30, "target": None}]}),
+    "docs/compare_cells/results.json": {
+        "results": [{"dataset": "fsdd", "sizing": "equal hidden", "cell": cell, "hidden": 64,
+                     "train_clips_s": {"median": value}}
+                    for cell, value in (("rnn", 1413.0), ("lstm", 1309.0), ("gru", 746.0))],
+        "threads": {"1": {"median": 356.0}}, "load_average": [7.9, 7.9]},
+    "benchmarks/results/inference.json": inference_result(),
+}
+
+
+def write_results(root: Path, results: dict) -> Path:
+    for relative, result in results.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result))
+    return root
+
+
+def sections(text: str) -> dict[str, str]:
+    return {m["name"]: m["body"] for m in report.SECTION.finditer(text)}
+
+
+def test_readme_is_what_the_committed_results_generate():
+    text = README.read_text()
+    assert report.update(text) == text, (
+        "README.md differs from benchmarks/results/*.json: run python -m benchmarks.report "
+        "(never type a measured number into a generated section)")
+
+
+def test_readme_has_every_section_once():
+    names = [m["name"] for m in report.SECTION.finditer(README.read_text())]
+    assert sorted(names) == sorted(report.SECTIONS)
+
+
+def test_every_section_renders_from_its_results(tmp_path):
+    root = write_results(tmp_path, RESULTS)
+    rendered = sections(report.update(README.read_text(), root))
+    for name, body in rendered.items():
+        assert "Not measured" not in body, name
+    assert "1.00 ms" in rendered["inference"]  # ONNX fp32, batch 1 p50 of the LSTM fixture
+    assert "99.67 % (299/300)" in rendered["training"]
+    assert "99.5 % in < 5 min: met" in rendered["training"]
+
+
+# (file, keys into its JSON, new value, text the README must then hold, section)
+CHANGES = [
+    ("benchmarks/results/inference.json", ["models", 0, "rows", 4, "batch1_p50_ms"], 1.37,
+     "1.37 ms", "inference"),
+    ("benchmarks/results/inference.json", ["predict", "runs", 0, "files_per_s"], 777.0,
+     "(777-930)", "inference"),
+    ("benchmarks/results/inference.json", ["long_recording", "peak_rss_mb", "predict, one 1 s clip"],
+     78.0, "78 MB", "memory"),
+    ("benchmarks/results/inference.json", ["long_recording", "detect", 1, "score", "recall"],
+     0.321, "0.321", "detection"),
+    ("benchmarks/results/training.json", ["rows", 0, "test_accuracy"], 0.99, "99.00 % (297/300)",
+     "training"),
+    ("benchmarks/results/frontend.json", ["results", 0, "p50_ms_per_clip_batch1"], 0.37,
+     "0.37 ms", "frontend"),
+    ("benchmarks/results/data.json", ["rows", 0, "clips_per_s"], 555.0, "555", "data"),
+    ("benchmarks/results/synth.json", ["rows", 0, "seconds"], 9.9, "9.9 s", "synth"),
+    ("docs/compare_cells/results.json", ["results", 2, "train_clips_s", "median"], 2000.0,
+     "GRU 2,000", "cells"),
+]
+
+
+@pytest.mark.parametrize("source, keys, value, expected, section", CHANGES,
+                         ids=[f"{c[4]}-{c[1][-1]}" for c in CHANGES])
+def test_a_changed_result_changes_the_readme(tmp_path, source, keys, value, expected, section):
+    before = sections(report.update(README.read_text(), write_results(tmp_path / "a", RESULTS)))
+    changed = copy.deepcopy(RESULTS)
+    node = changed[source]
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value
+    after = sections(report.update(README.read_text(), write_results(tmp_path / "b", changed)))
+    assert after[section] != before[section]
+    assert expected in after[section] and expected not in before[section]
+
+
+def test_a_missed_target_is_reported_as_missed(tmp_path):
+    rendered = sections(report.update(README.read_text(), write_results(tmp_path, RESULTS)))
+    # The fixture's ONNX fp32 is 3x the baseline (< 4x), int8 1.2x fp32 at batch 64 (< 1.5x).
+    assert "fp32 vs the PyTorch baseline, 4x: missed" in rendered["inference"]
+    assert "int8 GRU, 1.5x: missed" in rendered["inference"]
+    fast = copy.deepcopy(RESULTS)
+    for model in fast["benchmarks/results/inference.json"]["models"]:
+        model["rows"][4]["batch1_p50_ms"] = model["rows"][0]["batch1_p50_ms"] / 5
+        model["rows"][5]["batch1_p50_ms"] = model["rows"][4]["batch1_p50_ms"] / 2
+        model["rows"][5]["batch64_clips_per_s"] = 2 * model["rows"][4]["batch64_clips_per_s"]
+    rendered = sections(report.update(README.read_text(), write_results(tmp_path / "fast", fast)))
+    assert "Every target above is met." in rendered["inference"]
+
+
+def test_a_missing_result_says_not_measured(tmp_path):
+    rendered = sections(report.update(README.read_text(), tmp_path))
+    for name, body in rendered.items():
+        assert body.startswith("*Not measured yet"), name
+    assert "make bench" in rendered["inference"]
+
+
+def test_quick_results_never_feed_the_readme(tmp_path):
+    quick = {"benchmarks/results/inference_quick.json": {**inference_result(), "quick": True}}
+    rendered = sections(report.update(README.read_text(), write_results(tmp_path, quick)))
+    assert rendered["inference"].startswith("*Not measured yet")
+    flagged = {"benchmarks/results/inference.json": {**inference_result(), "quick": True}}
+    with pytest.raises(SystemExit, match="quick"):
+        report.update(README.read_text(), write_results(tmp_path / "flagged", flagged))
+
+
+def test_check_exits_1_until_the_readme_is_regenerated(tmp_path):
+    root = write_results(tmp_path / "root", RESULTS)
+    readme = tmp_path / "README.md"
+    readme.write_text(report.update(README.read_text(), root).replace("99.67 %", "99.9 %"))
+    args = ["--readme", str(readme), "--root", str(root)]
+    assert report.main(["--check", *args]) == 1
+    assert report.main(args) == 0  # rewrites it
+    assert report.main(["--check", *args]) == 0
+    assert "99.67 %" in readme.read_text()
+
+
+# A measured quantity in prose or a table: a number followed by one of these units.
+MEASURED = re.compile(r"(?<![\w.])\d[\d,.]*\s*(ms|%|clips/s|files/s|MB|MiB|GB|x real time|"
+                      r"x faster|x slower|points|min\b|s wall|GFLOP)")
+CODE_BLOCK = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
+
+
+def test_no_measured_number_outside_the_generated_sections():
+    outside = CODE_BLOCK.sub("", report.SECTION.sub("", README.read_text()))
+    found = [m.group(0) for m in MEASURED.finditer(outside)]
+    assert not found, f"measured numbers typed into README.md outside a generated section: {found}"
+
+
+def test_the_machine_note_follows_the_measured_load():
+    assert "nothing else ran" in fmt.conditions(meta_block(others=0.01))
+    busy = fmt.conditions(meta_block(others=0.8))
+    assert "shared machine" in busy and "0.80 cores" in busy
+
+
+def test_meta_block_has_what_a_result_needs():
+    block = meta.collect(meta.start(), threads={"torch": 1})
+    for key in ("date", "commit", "dirty", "cpu_model", "cores", "threads", "load_average_start",
+                "load_average_end", "other_processes_cores"):
+        assert key in block, key
+    assert set(block["versions"]) >= {"python", "torch", "torchaudio", "onnxruntime", "numpy",
+                                      "librosa"}
+    assert meta.result_path("inference", quick=True).name == "inference_quick.json"
+
+
+@pytest.mark.parametrize("path", sorted(p for p in meta.RESULTS.glob("*.json")
+                                        if not p.stem.endswith("_quick")), ids=lambda p: p.name)
+def test_committed_results_are_full_runs_with_meta(path):
+    result = json.loads(path.read_text())
+    assert result["quick"] is False and "commit" in result["meta"]
