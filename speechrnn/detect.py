@@ -12,13 +12,12 @@ model file:
   and on one never-reset stream it drifts. So the state restarts every ``restart`` seconds, on
   segments that overlap by one clip length: every frame's state has heard between one clip
   and one clip plus ``restart`` seconds, at (clip + restart) / restart times the cost of the
-  audio. The closer to one clip, the closer to what the model trained on: on a recording of
-  180 FSDD digits built and scored as tests/test_detect.py does, with the model it trains,
-  at threshold 0.5, recall at +-0.5 s was 0.83 with a fresh state every 0.25 s (the default;
-  5x the audio's cost), 0.57 every 1 s, 0.33 every 4 s and 0.04 without. Windows (every
-  0.1 s: 10x the audio) do a little better (precision/recall 0.80/0.88 there against
-  0.65/0.83, and their events start closer to the word), so they are the default; the stream
-  is the cheaper, lower-latency choice.
+  audio. The closer to one clip, the closer to what the model trained on (and the better its
+  recall when tried on tests/test_detect.py's recording); the longer, the cheaper. Windows
+  cost more (one clip every ``hop``) and did a little better there, with events that start
+  closer to the word, so they are the default; the stream is the cheaper, lower-latency
+  choice. Both are measured by benchmarks/bench_inference.py (benchmarks/results/
+  inference.json; README.md, "Keyword spotting in long recordings").
 
 Then, per time step: a moving average of the posteriors over ``smooth`` seconds; a step is
 active when its best keyword (``_silence_`` and ``_unknown_`` are never keywords) reaches
@@ -389,9 +388,9 @@ def score(events: Iterable[Event | dict], reference: Iterable[dict],
 
 @dataclass(frozen=True)
 class Settings:
-    # On benchmarks/bench_inference.py's hour of FSDD test digits, fsdd/kws at threshold
-    # 0.5 / 0.7 / 0.9 had precision 0.79 / 0.93 / 0.99 and recall 0.98 / 0.99 / 0.97: 0.7 loses
-    # no recall. (A model trained for a few epochs is less sure of itself and wants less.)
+    # threshold: chosen on benchmarks/bench_inference.py's hour of FSDD test digits (precision
+    # and recall at each threshold it tries: benchmarks/results/inference.json, README's
+    # detection table). A model trained for a few epochs is less sure of itself and wants less.
     # Measured on tests/test_detect.py's recordings: smoothing over 3 windows and no
     # hysteresis or merging placed the most events within 0.5 s of the spoken digit (both
     # lengthen runs, and a longer run's intersection starts later).
