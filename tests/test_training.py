@@ -141,23 +141,38 @@ def test_wandb_offline_run_is_written(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_with_two_cpu_processes(tmp_path):
+def test_ddp_on_two_processes_trains_as_one_process_on_the_same_global_batch(tmp_path):
+    """2 processes x 8 clips per step = 1 process x 16: DistributedSampler deals the same
+    shuffled order to both ranks in turn, so the two halves of each step make the single
+    process's batch, and averaging their gradients gives its gradient. No dropout or
+    augmentation (recipe=smoke), and the first 2 full batches of each epoch (33 clips: the
+    third would be a 1-clip batch, padded by DistributedSampler with a repeated clip)."""
+    same = ["trainer.limit_train_batches=2", "trainer.epochs=2"]
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "speechrnn.train", *FAST, f"hydra.run.dir={run_dir}"],
+         "-m", "speechrnn.train", *FAST, *same, "data.batch_size=8", f"hydra.run.dir={run_dir}"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["epochs"] == 2
-    steps = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "step"]
-    single = fit(smoke_config(), tmp_path / "single")
-    # Each of the 2 processes sees half of the training set per epoch.
+    single = fit(smoke_config(*same, "data.batch_size=16"), tmp_path / "single")
+
+    ddp_steps = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "step"]
     single_steps = [r for r in read_jsonl(tmp_path / "single" / "metrics.jsonl") if r["kind"] == "step"]
-    assert len(steps) < len(single_steps)
-    assert summary["labels"] == single["labels"]
+    assert len(ddp_steps) == len(single_steps) == 4
+    ddp_weights = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model"]
+    single_weights = torch.load(tmp_path / "single" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert ddp_weights.keys() == single_weights.keys()
+    for name, weight in single_weights.items():
+        torch.testing.assert_close(ddp_weights[name], weight, rtol=0, atol=1e-4,
+                                   msg=lambda message, name=name: f"{name}: {message}")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["epochs"] == 2 and summary["labels"] == single["labels"]
+    ddp_epochs = [r for r in read_jsonl(run_dir / "metrics.jsonl") if r["kind"] == "epoch"]
+    single_epochs = [r for r in read_jsonl(tmp_path / "single" / "metrics.jsonl") if r["kind"] == "epoch"]
+    assert [r["val/loss"] for r in ddp_epochs] == pytest.approx([r["val/loss"] for r in single_epochs], abs=1e-5)
+    assert summary["test_loss"] == pytest.approx(single["test_loss"], abs=1e-5)
 
 
 def test_a_finished_run_exports_its_onnx_variants(tmp_path):
