@@ -17,6 +17,7 @@ COMMANDS = {
     "predict": ("speechrnn.predict", "recognise commands in audio files with an ONNX model"),
     "detect": ("speechrnn.detect", "spot keywords in long recordings"),
     "info": ("speechrnn.card", "show a model's card: labels, training data, accuracy, limits"),
+    "listen": ("speechrnn.listen", "recognise keywords from the microphone as they are spoken"),
     "sweep": ("speechrnn.sweep", "hyperparameter search with Optuna"),
     "inspect": ("speechrnn.inspect", "plot gate activations and hidden states for one utterance"),
     "gradients": ("speechrnn.gradients", "plot gradient norms over time (vanishing/exploding)"),

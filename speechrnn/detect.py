@@ -41,7 +41,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
 import soundfile as sf
@@ -266,6 +266,7 @@ class EventTracker:
         scores = np.where(self.keywords, smoothed, -1.0)
         best = scores.argmax(axis=1)
         for row, label, span in zip(scores, best, spans):
+            events += self._settle(span)
             run = self.run
             if run is not None:
                 mine = row[run["label"]]
@@ -277,6 +278,21 @@ class EventTracker:
                 self.run = {"label": int(label), "first": span, "last": span,
                             "score": float(row[label])}
         return events
+
+    def _settle(self, span: np.ndarray) -> list[Event]:
+        """Give out the pending event as soon as nothing to come can change it: no later run
+        can merge with it or begin before its end (and so cut it short). A live stream then
+        sees each event about when it is over, not when the next one is."""
+        if self.pending is None:
+            return []
+        # The earliest step a run to come can begin at: the open run's first, or this one.
+        next_first = self.run["first"] if self.run is not None else span
+        event = self._event(self.pending)
+        if next_first.mean() - self.pending["last"].mean() <= self.merge + 1e-9 or \
+                next_first[0] < event.end:
+            return []
+        self.pending = None
+        return self._emit(event)
 
     def _finish_run(self) -> list[Event]:
         """Close the open run: merged into the pending one, or that one is final."""
@@ -406,13 +422,22 @@ class Settings:
 def detect(model: str | os.PathLike, path: str | os.PathLike, settings: Settings = Settings(),
            threads: Optional[int] = None) -> Iterator[Event]:
     """Keyword events in a long recording, in order, as they are found."""
+    return detect_stream(model, lambda rate: read_blocks(path, rate, settings.block), settings,
+                         threads)
+
+
+def detect_stream(model: str | os.PathLike, blocks_at: Callable[[int], Iterable[np.ndarray]],
+                  settings: Settings = Settings(), threads: Optional[int] = None
+                  ) -> Iterator[Event]:
+    """Keyword events in audio that ``blocks_at(sample_rate)`` gives as mono float32 blocks at
+    the model's rate (a file's, a microphone's), in order, each as soon as it is over."""
     _, info = open_model(model, threads)
     rate = info.sample_rate
     seen = 0
 
     def blocks() -> Iterator[np.ndarray]:
         nonlocal seen
-        for block in read_blocks(path, rate, settings.block):
+        for block in blocks_at(rate):
             seen += len(block)
             yield block
 
