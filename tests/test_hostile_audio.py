@@ -86,6 +86,52 @@ def test_bad_audio_raises_audio_error_naming_file_and_problem(corpus, name):
         assert re.search(case.problem, caught.value.problem), caught.value.problem
 
 
+# audio.MIN_RATE, MAX_RATE: a header's rate outside 1-768 kHz is corruption, not audio (a 1 Hz
+# one would make every sample 16,000 at 16 kHz). The boundaries themselves are audio.
+@pytest.mark.parametrize("rate,accepted", [(1, False), (999, False), (1000, True), (768_000, True),
+                                           (768_001, False), (2**31 - 1, False)])
+def test_a_sample_rate_outside_1_to_768_khz_is_refused(tmp_path, rate, accepted):
+    path = tmp_path / f"rate {rate}.wav"
+    signal = np.linspace(-0.5, 0.5, 64, dtype=np.float32)
+    sf.write(path, signal, rate, subtype="FLOAT")
+    assert sf.info(path).samplerate == rate
+    if accepted:
+        samples, got = audio.read(path)
+        assert got == rate
+        np.testing.assert_array_equal(samples, signal)
+        assert audio.load(path, TARGET_RATE).size == round(64 * TARGET_RATE / rate)
+        return
+    for call in (lambda: audio.read(path), lambda: audio.load(path, TARGET_RATE),
+                 lambda: audio.load(path, TARGET_RATE, TARGET_RATE)):
+        with pytest.raises(AudioError, match=rf"sample rate {rate} Hz is outside 1000-768000 Hz") as caught:
+            call()
+        assert caught.value.path == str(path)
+
+
+# audio.MAX_PEAK: float samples are nominally within +-1; beyond +-100 (in any channel, before
+# the mix-down could cancel it) the file is corrupt or holds integers stored as float.
+@pytest.mark.parametrize("channels,accepted", [
+    ([[1.0]], True), ([[100.0]], True), ([[-100.0]], True), ([[100.5]], False), ([[-250.0]], False),
+    ([[3e9]], False), ([[200.0, -200.0]], False),
+], ids=["1", "100", "-100", "100.5", "-250", "3e9", "stereo+-200"])
+def test_float_samples_beyond_a_peak_of_100_are_refused(tmp_path, channels, accepted):
+    path = tmp_path / "loud.wav"
+    signal = np.zeros((1600, len(channels[0])), np.float32)
+    signal[:8] = 0.25
+    signal[800] = channels[0]
+    sf.write(path, signal, TARGET_RATE, subtype="FLOAT")
+    if accepted:
+        samples, rate = audio.read(path)
+        assert rate == TARGET_RATE
+        np.testing.assert_array_equal(samples, signal[:, 0])
+        return
+    peak = np.abs(signal).max()
+    for call in (lambda: audio.read(path), lambda: audio.load(path, TARGET_RATE, TARGET_RATE)):
+        with pytest.raises(AudioError, match=re.escape(f"sample values reach {peak:.3g}, far outside")) as caught:
+            call()
+        assert caught.value.path == str(path)
+
+
 def _read_as_nobody(path: Path, pipe: int) -> None:
     os.setgroups([])
     os.setgid(65534)
