@@ -196,6 +196,48 @@ def test_manifest_paths_escaping_the_data_root_are_rejected(tmp_path, escape):
     assert escape in str(caught.value) and "line 3" in str(caught.value)
 
 
+@pytest.mark.parametrize("link", ["file", "folder"])
+def test_a_manifest_path_through_a_symlink_out_of_the_data_root_is_rejected(tmp_path, link):
+    """Lexically inside data.root, really outside: a symbolic link in the root to a file (or a
+    folder) elsewhere is refused, naming the line, the path and where it leads."""
+    root, outside = tmp_path / "root", tmp_path / "secret"
+    (root / "yes").mkdir(parents=True)
+    outside.mkdir()
+    sf.write(root / "yes" / "a.wav", np.zeros(1600, np.float32), 16000)
+    sf.write(outside / "b.wav", np.zeros(1600, np.float32), 16000)
+    if link == "file":
+        (root / "yes" / "b.wav").symlink_to(outside / "b.wav")
+        rel = "yes/b.wav"
+    else:
+        (root / "no").symlink_to(outside, target_is_directory=True)
+        rel = "no/b.wav"
+    manifest = tmp_path / "train.csv"
+    manifest.write_text(f"path,label\nyes/a.wav,yes\n{rel},no\n")
+    with pytest.raises(SpeechRNNError, match="outside data.root") as caught:
+        build_splits(folder_config(root, manifest))
+    message = str(caught.value)
+    assert f"{manifest}, line 3: {rel!r} is a symbolic link" in message
+    assert str(outside / "b.wav") in message
+
+
+def test_symlinks_that_stay_inside_the_data_root_are_followed(tmp_path):
+    """A link to a file elsewhere in the root, and a data.root that is itself a link, are fine."""
+    real_root = tmp_path / "real"
+    for label in ("yes", "no"):
+        (real_root / label).mkdir(parents=True)
+        for i in range(4):
+            sf.write(real_root / label / f"{i}.wav", np.zeros(1600, np.float32), 16000)
+    (real_root / "no" / "alias.wav").symlink_to(real_root / "yes" / "0.wav")
+    root = tmp_path / "root"
+    root.symlink_to(real_root, target_is_directory=True)
+    manifest = tmp_path / "train.csv"
+    manifest.write_text("path,label\n" + "".join(f"{l}/{i}.wav,{l}\n" for l in ("yes", "no")
+                                                 for i in range(4)) + "no/alias.wav,no\n")
+    splits = build_splits(folder_config(root, manifest))
+    assert sorted(Path(c.path).name for _, clips in splits.items() for c in clips) == \
+        sorted(["alias.wav"] + [f"{i}.wav" for i in range(4)] * 2)
+
+
 def test_a_manifest_inside_the_root_still_works(tmp_path):
     root = tmp_path / "root"
     for label in ("yes", "no"):

@@ -3,10 +3,11 @@ CSV manifests.
 
 Manifests (``data.train_manifest``, ``data.val_manifest``, ``data.test_manifest``): a header
 row, a path column (``path`` or ``file``), a label column (``label`` or ``class``) and
-optionally ``speaker``. Paths are relative to ``data.root`` and may not leave it (``..`` is
-resolved lexically, so symlinks placed inside the root are followed). Listed files that are
-missing are skipped and counted (``data.on_bad_file=error`` makes that an error). A split
-without a manifest is carved from the train manifest by the rule below.
+optionally ``speaker``. Paths are relative to ``data.root`` and may not leave it, neither by
+name (``..``, an absolute path) nor through a symbolic link: a listed file whose real path
+(all links resolved) lies outside the real ``data.root`` is refused, naming the line. Listed
+files that are missing are skipped and counted (``data.on_bad_file=error`` makes that an
+error). A split without a manifest is carved from the train manifest by the rule below.
 
 Splitting by name: a file's split is ``hash_split(key, data.val_fraction, data.test_fraction)``
 where the key is the file's speaker when its name carries one, else its path under the root,
@@ -95,6 +96,7 @@ def read_manifest(manifest: str | Path, root: Path, on_bad_file: str = "skip") -
     header, rows = _read_csv(manifest)
     clips, missing = [], []
     base = os.path.normpath(root.absolute())
+    real_base = os.path.realpath(base)
     fields = {name.strip().lower(): name for name in header}
     path_col, label_col = _column(fields, PATH_COLUMNS), _column(fields, LABEL_COLUMNS)
     if path_col is None or label_col is None:
@@ -112,6 +114,12 @@ def read_manifest(manifest: str | Path, root: Path, on_bad_file: str = "skip") -
         if os.path.commonpath([base, target]) != base:
             raise SpeechRNNError(f"{where}: {rel!r} lies outside data.root ({root}); manifest "
                                  "paths must be relative to data.root and stay inside it")
+        real = os.path.realpath(target)
+        if os.path.commonpath([real_base, real]) != real_base:
+            raise SpeechRNNError(f"{where}: {rel!r} is a symbolic link (or lies under one) to {real}, "
+                                 f"outside data.root ({root}); manifest paths must stay inside "
+                                 "data.root: copy the file in, or point data.root at a folder "
+                                 "that holds it")
         if not os.path.isfile(target):
             missing.append(f"line {line}: {rel}")
             continue
