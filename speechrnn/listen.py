@@ -39,9 +39,9 @@ def microphone(rate: int, block_seconds: float, device: Optional[str] = None
         blocks.put(indata.mean(axis=1, dtype=np.float32))
 
     try:
-        stream = sounddevice.InputStream(samplerate=rate, blocksize=round(block_seconds * rate),
-                                         device=device, channels=1, dtype="float32",
-                                         callback=received)
+        stream = sounddevice.InputStream(
+            samplerate=rate, blocksize=round(block_seconds * rate), channels=1, dtype="float32",
+            device=int(device) if device and device.isdigit() else device, callback=received)
     except (sounddevice.PortAudioError, ValueError) as exc:
         raise SpeechRNNError(f"cannot open the microphone ({exc}); pick another with --device "
                              "(`python -m sounddevice` lists them)") from None
