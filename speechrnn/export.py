@@ -235,21 +235,25 @@ def export_model(model: nn.Module, cfg, output: str | os.PathLike, *, quantize: 
         graph, args, names = OfflineGraph(model).eval(), *_offline_io(model, cfg)
 
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".export-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        _torch_export(graph, args, path, opset=opset, **names)
-        if quantize == "int8":
-            _quantize(path)
-        proto = onnx.load(str(path))
-        for key, value in metadata(model, cfg, quantize=quantize, streaming=stream_graph,
-                                   summary=summary or {}).items():
-            proto.metadata_props.add(key=key, value=value)
-        onnx.checker.check_model(proto, full_check=True)
-        if quantize == "none":
-            _verify(proto, graph, args, names["input_names"])
-        onnx.save(proto, str(path))
-        os.replace(path, output)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=output.parent, prefix=".export-") as tmp:
+            path = Path(tmp) / "model.onnx"
+            _torch_export(graph, args, path, opset=opset, **names)
+            if quantize == "int8":
+                _quantize(path)
+            proto = onnx.load(str(path))
+            for key, value in metadata(model, cfg, quantize=quantize, streaming=stream_graph,
+                                       summary=summary or {}).items():
+                proto.metadata_props.add(key=key, value=value)
+            onnx.checker.check_model(proto, full_check=True)
+            if quantize == "none":
+                _verify(proto, graph, args, names["input_names"])
+            onnx.save(proto, str(path))
+            os.replace(path, output)
+    except OSError as exc:  # a full disk, a read-only folder: the previous file stays as it was
+        raise SpeechRNNError(f"{output}: could not write the ONNX model ({exc.strerror}); make room or "
+                             "pick a writable place, then run `speechrnn export` again") from None
     return output
 
 

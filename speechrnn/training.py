@@ -6,11 +6,15 @@ run_dir: config.yaml, checkpoints/{best,last}.pt, metrics.jsonl, summary.json an
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +30,10 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from . import checkpoint, reports, tracking
-from .config import validate
+from .config import Config, validate
 from .data import build_datasets, build_splits, make_loader
 from .data.validate import check_clips
-from .errors import SpeechRNNError
+from .errors import SpeechRNNError, UsageError
 from .evaluate import evaluate_split
 from .models import build_model, count_parameters
 
@@ -40,7 +44,11 @@ EpochCallback = Callable[[int, dict], None]
 
 def pick_device(name: str = "auto") -> torch.device:
     if name != "auto":
-        return torch.device(name)
+        device = torch.device(name)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UsageError(f"trainer.device={name}: no CUDA device is available here; "
+                             "use trainer.device=auto or cpu")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -183,6 +191,103 @@ def plain_config(cfg: DictConfig) -> dict:
     return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
 
+# -- the run dir: one run at a time, never trained over, resumed only with its own settings ----
+LOCK_FILE = ".lock"
+RUN_FILES = ("summary.json", "metrics.jsonl")  # with checkpoints/*.pt: a run is there
+# What a run writes (with export.filename), removed by trainer.overwrite=true so nothing of the
+# old run is left.
+RUN_OUTPUTS = ("checkpoints", "config.yaml", "summary.json", "metrics.jsonl", "confusion_matrix.png",
+               "curves.png", "model*.onnx", "eval_*.json")
+# Settings a resume may change: where things are and how the run is shown, not what it learns.
+RESUME_MAY_CHANGE = ("trainer.resume", "trainer.overwrite", "trainer.progress", "trainer.device",
+                     "data.num_workers", "data.root", "data.noise_dir", "data.test_root", "data.download",
+                     "logger.", "export.")
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def holds_run(run_dir: Path) -> bool:
+    return any((run_dir / name).exists() for name in RUN_FILES) or any((run_dir / "checkpoints").glob("*.pt"))
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path):
+    """An exclusive lock on run_dir for as long as the run lasts (released by the kernel if the
+    process dies): a second run into the same dir is refused instead of interleaving with it."""
+    try:
+        f = (run_dir / LOCK_FILE).open("a+")
+    except OSError as exc:
+        raise SpeechRNNError(f"{run_dir}: cannot write in the run dir ({exc.strerror}); "
+                             "train into another hydra.run.dir") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip()
+            raise UsageError(f"{run_dir}: another training run{f' (pid {holder})' if holder else ''} is "
+                             "using this run dir; wait for it to end, or train into another "
+                             "hydra.run.dir") from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        yield
+
+
+def check_run_dir(cfg: DictConfig, run_dir: Path) -> Optional[tuple[Path, dict]]:
+    """Before anything is written: the checkpoint to resume and its state, checked to be the run
+    these settings describe; None for a fresh run, which must not train over an existing one."""
+    path = resume_path(cfg, run_dir)
+    if path is not None:
+        state = checkpoint.load(path)
+        changes = config_changes(state["config"], cfg, path)
+        if changes:
+            raise UsageError(f"cannot resume from {path}: {len(changes)} setting(s) differ from the run's "
+                             "(resume with its values: drop these overrides; or train a new run dir):\n"
+                             + "\n".join(changes))
+        return path, state
+    if holds_run(run_dir) and not cfg.trainer.overwrite:
+        raise UsageError(f"{run_dir} already holds a run (checkpoints, metrics or summary); resume it "
+                         "with trainer.resume=true, or train into a new hydra.run.dir (trainer.overwrite=true "
+                         "replaces it)")
+    return None
+
+
+def config_changes(saved: dict, cfg: DictConfig, path: Path) -> list[str]:
+    """One line per setting that differs between a checkpoint's run and ``cfg`` (those a resume
+    may change left out)."""
+    try:
+        before = _flat(plain_config(OmegaConf.merge(OmegaConf.structured(Config), saved)))
+    except Exception as exc:  # OmegaConf's errors for keys or types the schema does not have
+        raise SpeechRNNError(f"{path}: the checkpoint's config does not fit the settings of this "
+                             f"version ({checkpoint.first_line(exc)})") from None
+    now = _flat(plain_config(cfg))
+    lines = []
+    for key in sorted(before.keys() | now.keys()):
+        if key.startswith(RESUME_MAY_CHANGE) or before.get(key) == now.get(key):
+            continue
+        note = (" (a run cannot be extended: its learning-rate schedule spans its epochs)"
+                if key == "trainer.epochs" else "")
+        lines.append(f"  {key}: {before.get(key)} in the run, {now.get(key)} now{note}")
+    return lines
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def clear_run(run_dir: Path, export_filename: str) -> None:
+    """trainer.overwrite=true: remove what the previous run wrote (logs and other files stay)."""
+    for pattern in (*RUN_OUTPUTS, export_filename):
+        for path in run_dir.glob(pattern):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def resume_path(cfg: DictConfig, run_dir: Path) -> Optional[Path]:
     value = cfg.trainer.resume
     if value in (None, "", "false", "False"):
@@ -204,11 +309,15 @@ class Trainer:
         self.dist, self.device = init_distributed(cfg.trainer.device)
         seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
         self.ckpt_dir = run_dir / "checkpoints"
+        resume = check_run_dir(cfg, run_dir)  # may refuse: nothing is written before this
         if self.dist.is_main:
+            if resume is None and holds_run(run_dir):  # trainer.overwrite=true, or check_run_dir refused
+                clear_run(run_dir, cfg.export.filename)
             self.ckpt_dir.mkdir(parents=True, exist_ok=True)
             for torn in self.ckpt_dir.glob(".*.tmp"):  # left by a process killed mid-write
                 torn.unlink()
-            OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+            if resume is None:  # a resumed run keeps its config.yaml
+                OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
 
         # Rank 0 prepares the data first (the synthetic set may be rendered into a shared cache).
         if not self.dist.is_main:
@@ -255,10 +364,9 @@ class Trainer:
         self.best_epoch = 0
         self.epochs_since_best = 0
         self.train_seconds = 0.0
-        resume = resume_path(cfg, run_dir)
         if resume is not None:
-            self.load_state(checkpoint.load(resume, map_location=self.device))
-            log.info("resumed from %s after epoch %d", resume, self.epoch)
+            self.load_state(resume[1])
+            log.info("resumed from %s after epoch %d", resume[0], self.epoch)
         elif self.dist.is_main:
             self.metrics.path.unlink(missing_ok=True)
         self.tracker = (
@@ -288,7 +396,12 @@ class Trainer:
     def load_state(self, state: dict) -> None:
         if list(state["labels"]) != self.labels:
             raise SpeechRNNError(f"cannot resume: checkpoint labels {state['labels']} differ from the data's {self.labels}")
-        self.model.load_state_dict(state["model"])
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as exc:
+            raise SpeechRNNError(f"cannot resume: the checkpoint's weights do not fit its own model "
+                                 f"settings ({checkpoint.first_line(exc)}); it was changed or written by "
+                                 "another program") from None
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler and state.get("scheduler"):
             self.scheduler.load_state_dict(state["scheduler"])
@@ -462,13 +575,24 @@ class Trainer:
 
 
 def fit(cfg: DictConfig, run_dir: str | os.PathLike, epoch_callback: Optional[EpochCallback] = None) -> dict:
-    """Train one run into run_dir and return its summary (see summary.json). Every setting is
-    checked before data is read."""
+    """Train one run into run_dir and return its summary (see summary.json).
+
+    Every setting is checked before data is read; the run dir is locked for the run; a run
+    already there is resumed (trainer.resume) with its own settings, replaced
+    (trainer.overwrite) or left alone with a UsageError."""
     validate(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    main_process = os.environ.get("RANK", "0") == "0"  # torchrun's rank 0 holds the lock
     try:
-        return Trainer(cfg, run_dir, epoch_callback).run()
+        with lock_run_dir(run_dir) if main_process else contextlib.nullcontext():
+            return Trainer(cfg, run_dir, epoch_callback).run()
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        raise SpeechRNNError(f"{exc.filename or run_dir}: {exc.strerror}; the last complete checkpoint in "
+                             f"{run_dir / 'checkpoints'} is kept: free some space, then resume with "
+                             "trainer.resume=true") from None
     finally:
         # A gloo group left alive at exit can abort the process ("terminate called without an
         # active exception") when the other rank has already gone.
