@@ -94,6 +94,7 @@ def ensure_run(recipe: str, run_dir: Path, fsdd: Path, quick: bool, overrides: l
         return run_dir
     command = [sys.executable, "-m", "speechrnn", "train", f"recipe=fsdd/{recipe}",
                f"data.root={fsdd}", f"hydra.run.dir={run_dir}", "trainer.progress=false",
+               "trainer.overwrite=true",  # what an interrupted attempt left there
                *overrides, *(["trainer.epochs=2"] if quick else [])]
     print("$ " + " ".join(command[2:]), flush=True)
     subprocess.run(command, check=True)

@@ -54,7 +54,8 @@ def train(name: str, fsdd: Path, noise: Path, quick: bool) -> dict:
     run_dir = meta.RESULTS / ("runs-quick" if quick else "runs") / slug
     overrides = [o.format(fsdd=fsdd, noise=noise) for o in RUNS[name]["overrides"]]
     command = [sys.executable, "-m", "speechrnn", "train", *overrides, "trainer.progress=false",
-               f"hydra.run.dir={run_dir}", *(["trainer.epochs=1"] if quick else [])]
+               f"hydra.run.dir={run_dir}", "trainer.overwrite=true",  # a rerun replaces the run
+               *(["trainer.epochs=1"] if quick else [])]
     print("$ " + " ".join(command[3:]), flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

@@ -84,7 +84,7 @@ QUICK = Plan(epochs=1, probe_epochs=1, limit_train_batches=2, timing_reps=2, gra
 # --------------------------------------------------------------------------------- training
 
 def run_config(overrides: list[str], epochs: int, plan: Plan):
-    extra = [f"trainer.epochs={epochs}"]
+    extra = [f"trainer.epochs={epochs}", "trainer.overwrite=true"]  # a stale run there is replaced
     if plan.limit_train_batches:
         extra.append(f"trainer.limit_train_batches={plan.limit_train_batches}")
     return compose([f"recipe={RECIPE}", *overrides, *extra])
