@@ -1,13 +1,14 @@
 """Train the reference recipes and report accuracy, training time and throughput side by side.
 
-    python -m benchmarks.bench_training [--only fsdd/gru ...] [--fsdd PATH] [--noise PATH] [--quick]
+    python -m benchmarks.bench_training [--only fsdd/gru ...] [--seeds 0 1 2] [--fsdd PATH]
+                                        [--noise PATH] [--quick]
 
-Each recipe runs as `speechrnn train` in its own process (one at a time, so they do not share
-the cores; torch's default threads, the recipe's DataLoader workers) into
-benchmarks/results/runs/<name>/; the table and benchmarks/results/training.json collect
-summary.json of each run (with --only, the other runs' rows stay as they were). About 30 min
-on 2 cores (3-9 min a recipe). ``--quick``: fsdd/gru for one epoch into runs-quick/, written
-to training_quick.json (numbers not meaningful).
+Each recipe runs once per seed (trainer.seed) as `speechrnn train` in its own process (one at a
+time, so they do not share the cores; torch's default threads, the recipe's DataLoader workers)
+into benchmarks/results/runs/<name>/seed<N>/; benchmarks/results/training.json keeps every
+seed's summary and their mean and standard deviation (with --only, the other runs' rows stay as
+they were). 3-9 min a recipe and seed on 2 cores. ``--quick``: fsdd/gru, one seed, one epoch,
+into runs-quick/, written to training_quick.json (numbers not meaningful).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -49,11 +51,18 @@ RUNS = {
 }
 
 
-def train(name: str, fsdd: Path, noise: Path, quick: bool) -> dict:
+# Per-seed numbers that the row also gives as mean and standard deviation.
+AVERAGED = ("test_accuracy", "val_accuracy", "epochs", "train_seconds", "wall_seconds",
+            "train_clips_per_s")
+
+
+def train(name: str, seed: int, fsdd: Path, noise: Path, quick: bool) -> dict:
+    """One seed of one recipe: its summary's numbers."""
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    run_dir = meta.RESULTS / ("runs-quick" if quick else "runs") / slug
+    run_dir = meta.RESULTS / ("runs-quick" if quick else "runs") / slug / f"seed{seed}"
     overrides = [o.format(fsdd=fsdd, noise=noise) for o in RUNS[name]["overrides"]]
-    command = [sys.executable, "-m", "speechrnn", "train", *overrides, "trainer.progress=false",
+    command = [sys.executable, "-m", "speechrnn", "train", *overrides, f"trainer.seed={seed}",
+               "trainer.progress=false",
                f"hydra.run.dir={run_dir}", "trainer.overwrite=true",  # a rerun replaces the run
                *(["trainer.epochs=1"] if quick else [])]
     print("$ " + " ".join(command[3:]), flush=True)
@@ -62,9 +71,7 @@ def train(name: str, fsdd: Path, noise: Path, quick: bool) -> dict:
     wall = time.perf_counter() - start
     summary = json.loads((run_dir / "summary.json").read_text())
     return {
-        "run": name,
-        "data": RUNS[name]["data"],
-        "target": RUNS[name].get("target"),
+        "seed": seed,
         "test_accuracy": summary["test_accuracy"],
         "test_clips": summary["clips"]["test"],
         "val_accuracy": summary["val_accuracy"],
@@ -77,17 +84,35 @@ def train(name: str, fsdd: Path, noise: Path, quick: bool) -> dict:
     }
 
 
+def recipe_row(name: str, seeds: list[int], fsdd: Path, noise: Path, quick: bool) -> dict:
+    """A recipe over seeds: each seed's numbers, and the mean and std of each (std 0 for one)."""
+    runs = [train(name, seed, fsdd, noise, quick) for seed in seeds]
+    row = {"run": name, "data": RUNS[name]["data"], "target": RUNS[name].get("target"),
+           "test_clips": runs[0]["test_clips"], "num_parameters": runs[0]["num_parameters"],
+           "command": "python -m benchmarks.bench_training --only '" + name + "' --seeds "
+                      + " ".join(map(str, seeds)),
+           "seeds": runs}
+    for key in AVERAGED:
+        values = [run[key] for run in runs]
+        row[key] = {"mean": statistics.fmean(values),
+                    "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=list(RUNS), help="run only these")
     parser.add_argument("--fsdd", type=Path, default=FSDD, help="the FSDD recordings folder")
     parser.add_argument("--noise", type=Path, default=NOISE, help="the noise recordings folder")
-    parser.add_argument("--quick", action="store_true", help="fsdd/gru for one epoch")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="trainer.seed values; accuracy is reported as their mean and std")
+    parser.add_argument("--quick", action="store_true", help="fsdd/gru, one seed, one epoch")
     args = parser.parse_args(argv)
     names = ["fsdd/gru"] if args.quick else (args.only or list(RUNS))
+    seeds = args.seeds[:1] if args.quick else args.seeds
 
     started = meta.start()
-    rows = [train(name, args.fsdd, args.noise, args.quick) for name in names]
+    rows = [recipe_row(name, seeds, args.fsdd, args.noise, args.quick) for name in names]
     out = meta.result_path("training", args.quick)
     # --only replaces its runs' rows and keeps the others' (with the meta of their own run).
     earlier = json.loads(out.read_text()) if out.is_file() and not args.quick else {}

@@ -68,6 +68,15 @@ def inference_result() -> dict:
     })
 
 
+def training_row(run: str, data: str, clips: int, target, **numbers) -> dict:
+    """A bench_training row over 3 seeds; each number given as (mean, std)."""
+    row = {"run": run, "data": data, "test_clips": clips, "target": target,
+           "command": f"python -m benchmarks.bench_training --only '{run}' --seeds 0 1 2",
+           "seeds": [{"seed": seed} for seed in range(3)]}
+    row.update({key: {"mean": mean, "std": std} for key, (mean, std) in numbers.items()})
+    return row
+
+
 RESULTS = {
     "benchmarks/results/synth.json": with_meta({"rows": [
         {"set": "10 words x 200", "workers": 1, "clips": 2000, "seconds": 4.1,
@@ -82,12 +91,12 @@ RESULTS = {
          "p50_ms_per_clip_batch64": value / 2}
         for name, value in (("torchaudio MFCC (PyTorch)", 0.30), ("speechrnn MFCC (PyTorch)", 0.84))]}),
     "benchmarks/results/training.json": with_meta({"rows": [
-        {"run": "fsdd/gru", "data": "FSDD official split", "test_accuracy": 0.9967,
-         "test_clips": 300, "train_seconds": 214.0, "wall_seconds": 229.0,
-         "train_clips_per_s": 343.0, "epochs": 30, "target": {"accuracy": 0.995, "seconds": 300}},
-        {"run": "fsdd/gru held-out george", "data": "FSDD, one speaker held out",
-         "test_accuracy": 0.834, "test_clips": 500, "train_seconds": 202.0, "wall_seconds": 210.0,
-         "train_clips_per_s": 336.0, "epochs": 30, "target": None}]}),
+        training_row("fsdd/gru", "FSDD official split", 300, {"accuracy": 0.995, "seconds": 300},
+                     test_accuracy=(0.9967, 0.0019), train_seconds=(214.0, 3.0),
+                     wall_seconds=(229.0, 3.0), train_clips_per_s=(343.0, 5.0), epochs=(30, 0)),
+        training_row("fsdd/gru held-out george", "FSDD, one speaker held out", 500, None,
+                     test_accuracy=(0.834, 0.02), train_seconds=(202.0, 4.0),
+                     wall_seconds=(210.0, 4.0), train_clips_per_s=(336.0, 6.0), epochs=(30, 0))]}),
     "docs/compare_cells/results.json": {
         "results": [{"dataset": "fsdd", "sizing": "equal hidden", "cell": cell, "hidden": 64,
                      "train_clips_s": {"median": value}}
@@ -127,7 +136,7 @@ def test_every_section_renders_from_its_results(tmp_path):
     for name, body in rendered.items():
         assert "Not measured" not in body, name
     assert "1.00 ms" in rendered["inference"]  # ONNX fp32, batch 1 p50 of the LSTM fixture
-    assert "99.67 % (299/300)" in rendered["training"]
+    assert "99.67 % ± 0.19 (3 seeds, 300 clips)" in rendered["training"]
     assert "99.5 % in < 5 min: met" in rendered["training"]
 
 
@@ -141,7 +150,9 @@ CHANGES = [
      78.0, "78 MB", "memory"),
     ("benchmarks/results/inference.json", ["long_recording", "detect", 1, "score", "recall"],
      0.321, "0.321", "detection"),
-    ("benchmarks/results/training.json", ["rows", 0, "test_accuracy"], 0.99, "99.00 % (297/300)",
+    ("benchmarks/results/training.json", ["rows", 0, "test_accuracy", "mean"], 0.99, "99.00 % ±",
+     "training"),
+    ("benchmarks/results/training.json", ["rows", 0, "test_accuracy", "std"], 0.0123, "± 1.23",
      "training"),
     ("benchmarks/results/frontend.json", ["results", 0, "p50_ms_per_clip_batch1"], 0.37,
      "0.37 ms", "frontend"),

@@ -8,31 +8,37 @@ HELD_OUT, OFFICIAL = "fsdd/gru held-out george", "fsdd/gru"
 
 
 def _accuracy(row: dict) -> str:
-    correct = round(row["test_accuracy"] * row["test_clips"])
-    return f"{pct(row['test_accuracy'], 2)} ({correct}/{row['test_clips']})"
+    """Mean ± std over the row's seeds, in points."""
+    accuracy, seeds = row["test_accuracy"], len(row["seeds"])
+    return (f"{pct(accuracy['mean'], 2)} ± {100 * accuracy['std']:.2f} "
+            f"({seeds} seed{'s' * (seeds != 1)}, {row['test_clips']} clips)")
 
 
 def _target(row: dict) -> str:
+    """Met when the mean over seeds reaches it."""
     target = row.get("target")
     if not target:
         return ""
-    met = row["test_accuracy"] >= target["accuracy"]
+    met = row["test_accuracy"]["mean"] >= target["accuracy"]
     text = pct(target["accuracy"])
     if "seconds" in target:
-        met = met and row["wall_seconds"] < target["seconds"]
+        met = met and row["wall_seconds"]["mean"] < target["seconds"]
         text += f" in < {target['seconds'] / 60:.0f} min"
     return f"{text}: {'met' if met else 'missed'}"
 
 
 def recipes(result: dict) -> str:
     rows = result["rows"]
-    lines = ["| run | data | test accuracy | training (wall) | clips/s | epochs | target |",
+    lines = ["| run | data | test accuracy, mean ± std | training (wall), mean | clips/s | "
+             "epochs | target |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(f"| `{row['run']}` | {row['data']} | {_accuracy(row)} | "
-                     f"{row['train_seconds']:.0f} s ({row['wall_seconds']:.0f} s) | "
-                     f"{count(row['train_clips_per_s'])} | {row['epochs']} | {_target(row)} |")
-    lines += ["", conditions(result["meta"])]
+                     f"{row['train_seconds']['mean']:.0f} s ({row['wall_seconds']['mean']:.0f} s) | "
+                     f"{count(row['train_clips_per_s']['mean'])} | "
+                     f"{row['epochs']['mean']:.0f} | {_target(row)} |")
+    lines += ["", "Reproduce a row with " + "; ".join(f"`{row['command']}`" for row in rows) + ".",
+              "", conditions(result["meta"])]
     earlier = [row for row in rows if "meta" in row]
     if earlier:
         lines[-1] += " Rows from an earlier run: " + "; ".join(
