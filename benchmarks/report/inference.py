@@ -153,12 +153,12 @@ def misses(result: dict) -> list[str]:
 
 def render(result: dict) -> str:
     trained = ", ".join(
-        f"{CELL_NAMES[m['cell']]} {100 * m['training']['test_accuracy']:.2f} % "
-        f"({count(m['training']['train_clips_per_s'])} clips/s in training)"
+        f"{CELL_NAMES[m['cell']]} {100 * m['training']['test_accuracy']:.2f} %"
         for m in result["models"])
     intro = (f"Per 1 s clip, one thread, the fsdd/gru and fsdd/lstm recipes trained with mean "
              f"pooling (`{' '.join(result['train_overrides'])}`), so they differ only in the cell "
-             f"(test accuracy: {trained}). The six pipelines take turns call by call; "
+             f"(test accuracy of the timed models, one seed each: {trained}). The six pipelines "
+             f"take turns call by call; "
              f"*end to end* decodes the 8 kHz WAV file, resamples it to 16 kHz with the pipeline's "
              f"own toolkit and infers, one file a call. The baseline is what a PyTorch user "
              f"runs: {_rows(result['models'][0])[result['baseline']]['label']}, with torchaudio "
