@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..bench_training import RUNS
 from .fmt import conditions, count, pct
 
 HELD_OUT, OFFICIAL = "fsdd/gru held-out george", "fsdd/gru"
@@ -37,8 +38,12 @@ def recipes(result: dict) -> str:
                      f"{row['train_seconds']['mean']:.0f} s ({row['wall_seconds']['mean']:.0f} s) | "
                      f"{count(row['train_clips_per_s']['mean'])} | "
                      f"{row['epochs']['mean']:.0f} | {_target(row)} |")
-    lines += ["", "Reproduce a row with " + "; ".join(f"`{row['command']}`" for row in rows) + ".",
-              "", conditions(result["meta"])]
+    lines += ["", "Reproduce a row with " + "; ".join(f"`{row['command']}`" for row in rows) + "."]
+    missing = [name for name in RUNS if name not in {row["run"] for row in rows}]
+    if missing:
+        lines[-1] += (" No row at this commit for " + ", ".join(f"`{name}`" for name in missing)
+                      + " (`python -m benchmarks.bench_training --only NAME`).")
+    lines += ["", conditions(result["meta"])]
     earlier = [row for row in rows if "meta" in row]
     if earlier:
         lines[-1] += " Rows from an earlier run: " + "; ".join(
