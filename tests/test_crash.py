@@ -57,7 +57,9 @@ def train_losses(run_dir: Path) -> list[float]:
 
 
 def assert_checkpoints_load(run_dir: Path) -> None:
-    for path in (run_dir / "checkpoints").glob("*.pt"):
+    paths = list((run_dir / "checkpoints").glob("*.pt"))
+    assert run_dir / "checkpoints" / "last.pt" in paths
+    for path in paths:
         state = checkpoint.load(path)  # raises on a torn file
         assert state["labels"] and "model" in state, path
 

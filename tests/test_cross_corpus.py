@@ -41,6 +41,7 @@ def digits(fsdd_root, synth_root):
 def test_labels_are_the_digit_words_and_line_up_with_fsdd(digits):
     _, splits = digits
     assert splits.labels == list(DIGIT_WORDS)
+    assert len(splits.test) == 300
     for clip in splits.test:
         digit = int(FSDD_NAME.fullmatch(Path(clip.path).name).group(1))
         assert clip.label == DIGIT_WORDS[digit]

@@ -222,7 +222,8 @@ def test_predict_labels_good_files_and_names_the_problem_of_bad_ones(corpus, mod
             continue  # a folder named .wav is searched, not classified
         row = rows.pop(str(case.path))
         if case.valid:
-            assert row["label"] in ("zero", "one", "two") and 0 <= row["score"] <= 1, row
+            # The top probability of three is at least a third.
+            assert row["label"] in ("zero", "one", "two") and 1 / 3 <= row["score"] <= 1, row
         else:
             assert re.search(case.problem, row["error"]), row
     for clip in fsdd:

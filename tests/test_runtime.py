@@ -86,6 +86,7 @@ def test_runtime_and_predict_work_without_torch(exported, files, tmp_path):
     assert got["code"] == 0
     assert got["single"]["label"] == LABELS[want[0].argmax()]
     assert len(got["single"]["top_k"]) == 2
+    assert len(got["batch"]) == len(got["cli"]) == len(want) == len(files) > 1
     for row, probs, cli_row, path in zip(got["batch"], want, got["cli"], files):
         by_label = dict(row["top_k"])
         np.testing.assert_allclose([by_label[label] for label in LABELS], probs, atol=1e-4)
