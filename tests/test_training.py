@@ -92,6 +92,7 @@ def test_a_checkpoint_from_before_a_setting_existed_loads_with_its_default(tmp_p
 RANDOM = ["augment=default", "features=mfcc_specaugment", "model.dropout=0.3", "data.num_workers=2"]
 
 
+@pytest.mark.slow  # three runs with two DataLoader workers each: 10-20 s
 def test_resume_after_an_interruption_gives_the_same_result(tmp_path):
     uninterrupted = fit(smoke_config(*RANDOM), tmp_path / "uninterrupted")
     run_dir = tmp_path / "run"
