@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .config import Config
+from .config import Config, validate
 from .errors import SpeechRNNError
 
 
@@ -80,10 +80,28 @@ def load_model(run_or_checkpoint: str | os.PathLike, map_location: str = "cpu"):
     """Rebuild the trained model: returns (model in eval mode, config as DictConfig, checkpoint)."""
     from .models import build_model
 
-    state = load(resolve(run_or_checkpoint), map_location=map_location)
-    # Onto the schema, so that a run saved before a setting existed reads as its default.
-    cfg: DictConfig = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
-    model = build_model(cfg, list(state["labels"]))
-    model.load_state_dict(state["model"])
+    path = resolve(run_or_checkpoint)
+    state = load(path, map_location=map_location)
+    try:
+        # Onto the schema, so that a run saved before a setting existed reads as its default.
+        cfg: DictConfig = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
+        validate(cfg)
+        model = build_model(cfg, list(state["labels"]))
+    except Exception as exc:  # OmegaConf's key/type errors, UsageError, a model torch cannot build
+        raise SpeechRNNError(f"{path}: the checkpoint's config is not a valid speechrnn config "
+                             f"({first_line(exc)}); use a checkpoint written by speechrnn train") from None
+    try:
+        model.load_state_dict(state["model"])
+    except Exception as exc:
+        raise SpeechRNNError(f"{path}: the checkpoint's weights do not match its config "
+                             f"({first_line(exc)}); the file was changed or written by another program") from None
     model.eval()
     return model, cfg, state
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error that says what is wrong (torch puts it on the second)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        return lines[1]
+    return lines[0] if lines else type(exc).__name__

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
+import os
 import sys
 
 from . import __version__
-from .errors import SpeechRNNError
+from .errors import SpeechRNNError, UsageError
 
 # Imported on demand, so `speechrnn predict` never pays for torch or Hydra.
 COMMANDS = {
@@ -30,6 +32,23 @@ EXTRA_OF = {
                      "tqdm", "espeakng_loader", "threadpoolctl"], "train"),
     "optuna": "sweep", "psycopg2": "sweep", "wandb": "wandb", "sounddevice": "listen",
 }
+
+
+# Errors of writing that the user fixes (space, a closed pipe), shown in one line.
+OUTPUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EPIPE)
+
+
+def unwritable(exc: OSError) -> str:
+    """The file a write failed on; "standard output" when it is stdout, whose pending text is then
+    dropped (pointed at /dev/null) so that Python's flush at exit does not fail a second time."""
+    try:
+        sys.stdout.flush()
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return "standard output"
+    return str(exc.filename) if exc.filename else "the output"
 
 
 def missing_extra(exc: ModuleNotFoundError) -> str | None:
@@ -57,9 +76,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         module = importlib.import_module(COMMANDS[name][0])
-        return int(module.main(rest) or 0)
+        code = int(module.main(rest) or 0)
+        sys.stdout.flush()  # a full disk or closed pipe behind stdout shows here, not at exit
+        return code
     except SpeechRNNError as exc:
         print(f"speechrnn {name}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError) else 1
+    except OSError as exc:
+        if exc.errno not in OUTPUT_ERRORS:
+            raise
+        print(f"speechrnn {name}: error: cannot write {unwritable(exc)}: {exc.strerror}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"speechrnn {name}: interrupted", file=sys.stderr)

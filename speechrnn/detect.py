@@ -47,7 +47,7 @@ import numpy as np
 import soundfile as sf
 
 from . import audio
-from .errors import AudioError, SpeechRNNError
+from .errors import AudioError, SpeechRNNError, UsageError
 from .predict import plural
 from .runtime import Recognizer, StreamingRecognizer, open_model, read_blocks
 
@@ -449,6 +449,10 @@ def detect_stream(model: str | os.PathLike, blocks_at: Callable[[int], Iterable[
         runner = StreamingRecognizer(model, threads)
         step = runner.hop / rate
         restart = None if settings.restart is None else round(settings.restart * rate)
+        if restart is not None and restart < runner.hop:
+            raise UsageError(f"restart={settings.restart} s (--restart) is shorter than one frame of "
+                             f"the model ({runner.hop / rate:g} s); use at least that, or 0 for one "
+                             "state over the whole recording")
         source = stream_posteriors(runner, blocks(), info.clip_samples, pooling, restart)
     else:
         hop = max(1, round(settings.hop * rate))
@@ -485,6 +489,14 @@ def render(rows: list[dict], fmt: str, with_path: bool = False) -> str:
              f"{row['score']:.3f}") for row in rows])
 
 
+def finite(text: str) -> float:
+    """An argparse type: a float that is a number (nan passes every range check, inf overflows)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="speechrnn detect",
@@ -495,19 +507,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("audio", nargs="+", help="the recordings (WAV, FLAC or OGG; any rate and "
                         "length); with more than one, each event names its file, as csv always does")
     defaults = Settings()
-    parser.add_argument("--threshold", type=float, default=defaults.threshold,
+    parser.add_argument("--threshold", type=finite, default=defaults.threshold,
                         help="smoothed posterior a keyword must reach (default %(default)s)")
-    parser.add_argument("--smooth", type=float, default=defaults.smooth,
+    parser.add_argument("--smooth", type=finite, default=defaults.smooth,
                         help="seconds of moving average over the posteriors (default %(default)s)")
-    parser.add_argument("--release", type=float, default=defaults.release,
+    parser.add_argument("--release", type=finite, default=defaults.release,
                         help="a keyword's run lasts while it stays at threshold * RELEASE; "
                         "below 1 is hysteresis (default %(default)s)")
-    parser.add_argument("--merge", type=float, default=defaults.merge,
+    parser.add_argument("--merge", type=finite, default=defaults.merge,
                         help="runs of one keyword this many seconds apart or less are one event "
                         "(default %(default)s)")
-    parser.add_argument("--hop", type=float, default=defaults.hop,
+    parser.add_argument("--hop", type=finite, default=defaults.hop,
                         help="plain models: seconds between windows (default %(default)s)")
-    parser.add_argument("--restart", type=float, default=defaults.restart,
+    parser.add_argument("--restart", type=finite, default=defaults.restart,
                         help="streaming models: seconds between fresh recurrent states, on "
                         "segments overlapping by one clip length; 0: one state for the whole "
                         "recording (default %(default)s)")
@@ -521,8 +533,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--release must be in (0, 1]")
     if args.hop <= 0 or args.smooth < 0 or args.merge < 0 or args.restart < 0:
         parser.error("--hop must be positive; --smooth, --merge and --restart not negative")
-    if args.threads is not None and args.threads < 1:
-        parser.error("--threads must be at least 1")
+    cores = os.cpu_count() or 1
+    if args.threads is not None and not 1 <= args.threads <= cores:
+        parser.error(f"--threads must be 1 to {cores} (the cores of this machine)")
     settings = Settings(threshold=args.threshold, release=args.release, smooth=args.smooth,
                         merge=args.merge, hop=args.hop, restart=args.restart or None)
     with_path = len(args.audio) > 1 or args.format == "csv"

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
 from . import checkpoint
-from .errors import SpeechRNNError
+from .config import apply_overrides
+from .errors import SpeechRNNError, UsageError
 
 
 @torch.no_grad()
@@ -83,8 +83,8 @@ def main(argv: list[str]) -> int:
     model, cfg, _ = checkpoint.load_model(args.run_dir)
     bad = [o for o in args.overrides if not o.startswith("data.")]
     if bad:
-        raise SpeechRNNError(f"only data.* overrides apply to a trained run, got {bad}")
-    cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(args.overrides))
+        raise UsageError(f"only data.* overrides apply to a trained run, got {bad}")
+    cfg = apply_overrides(cfg, args.overrides)
     device = pick_device(cfg.trainer.device)
     model.to(device)
     splits = build_splits(cfg.data)
@@ -105,9 +105,14 @@ def main(argv: list[str]) -> int:
         "per_class": result["per_class"],
         "overrides": args.overrides,
     }
-    out = args.run_dir / f"eval_{args.split}.json" if args.run_dir.is_dir() else None
-    if out:
+    print(f"{args.split} accuracy: {result['accuracy']:.4f} on {report['clips']} clips", flush=True)
+    if not args.run_dir.is_dir():
+        return 0
+    out = args.run_dir / f"eval_{args.split}.json"
+    try:
         out.write_text(json.dumps(report, indent=2))
-    print(f"{args.split} accuracy: {result['accuracy']:.4f} on {report['clips']} clips"
-          + (f" (written to {out})" if out else ""))
+    except OSError as exc:  # a read-only or full run dir: the result above stands
+        raise SpeechRNNError(f"{out}: could not write the report ({exc.strerror}); the accuracy "
+                             "above was not saved") from None
+    print(f"written to {out}")
     return 0

@@ -20,7 +20,7 @@ import soundfile as sf
 import soxr
 
 from . import audio
-from .errors import SpeechRNNError
+from .errors import SpeechRNNError, UsageError
 
 # The metadata format this reader understands (export.py writes it).
 FORMAT = 1
@@ -126,8 +126,10 @@ def open_model(path: str | os.PathLike, threads: Optional[int] = None
     # the cores the decoding threads need.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads is not None:
-        if threads < 1:
-            raise SpeechRNNError(f"threads={threads}: use 1 or more (or leave it unset)")
+        cores = os.cpu_count() or 1
+        if not 1 <= threads <= cores:  # thousands of onnxruntime threads take minutes to start
+            raise UsageError(f"threads={threads}: use 1 to {cores}, the cores of this machine "
+                             "(or leave it unset)")
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
     try:

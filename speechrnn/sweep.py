@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from . import leaderboard
 from .config import CONF_DIR, compose_config
 from .leaderboard import shown
-from .errors import SpeechRNNError
+from .errors import SpeechRNNError, UsageError
 
 log = logging.getLogger("speechrnn.sweep")
 
@@ -74,8 +74,6 @@ def load_sweep(overrides: list[str]) -> DictConfig:
     if fixed:
         raise SpeechRNNError(f"{', '.join(fixed)}: both searched (speechrnn/conf/sweep) and fixed on the command line; "
                              "drop the override, or search a copy of the space without it")
-    if cfg.sweep.trials < 1 or cfg.sweep.workers < 1:
-        raise SpeechRNNError("sweep.trials and sweep.workers must be at least 1")
     return cfg
 
 
@@ -154,14 +152,45 @@ def open_storage(sweep: DictConfig, sweep_dir: Path):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(str(sweep_dir / JOURNAL)))
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
     # Workers on other machines send heartbeats; a trial whose worker went silent is failed
     # and its parameters retried once.
     beat = sweep.heartbeat_seconds
-    return optuna.storages.RDBStorage(
-        sweep.storage, heartbeat_interval=beat, grace_period=2 * beat,
-        heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
-        engine_kwargs={"pool_pre_ping": True},
-    )
+    where = f"sweep.storage={public_url(sweep.storage)}"
+    try:
+        return optuna.storages.RDBStorage(
+            database_url(sweep.storage), heartbeat_interval=beat, grace_period=2 * beat,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1),
+            engine_kwargs={"pool_pre_ping": True},
+        )
+    except (ArgumentError, NoSuchModuleError) as exc:
+        raise UsageError(f"{where}: not a database URL ({_first_line(exc)}); use "
+                         "postgresql://USER:PASSWORD@HOST:PORT/DB, or leave it unset for a journal "
+                         "file in the sweep dir") from None
+    except ImportError as exc:  # Optuna's word for a missing database driver
+        raise UsageError(f"{where}: no driver for this database ({exc.__cause__ or exc}); "
+                         "pip install 'speechrnn[sweep]' brings psycopg2 for postgresql://") from None
+    except SQLAlchemyError as exc:
+        raise UsageError(f"{where}: cannot use the database ({_first_line(getattr(exc, 'orig', None) or exc)}); "
+                         "start the server or fix the URL") from None
+
+
+def database_url(url: str) -> str:
+    """The SQLAlchemy URL for sweep.storage. postgresql:// (and postgres://, as some hosts write
+    it) means psycopg2, the driver the sweep extra installs, unless psycopg 3 is installed:
+    SQLAlchemy 2 would pick psycopg 3 for a bare postgresql:// and fail to import it."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in ("postgresql", "postgres"):
+        driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
+        return f"postgresql+{driver}://{rest}"
+    return url
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
@@ -433,8 +462,13 @@ def public_url(url: Optional[str]) -> Optional[str]:
     if not url:
         return url
     from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
-    return make_url(url).set(password=None).render_as_string(hide_password=False)
+    try:
+        # URL.set(password=None) keeps the password (None means "unchanged" there).
+        return make_url(url)._replace(password=None).render_as_string(hide_password=False)
+    except ArgumentError:
+        return "(not a URL)"
 
 
 def show(sweep_dir: Path) -> str:
@@ -475,7 +509,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     sweep_dir = Path(cfg.sweep.dir).absolute()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     saved = {"sweep": {**OmegaConf.to_container(cfg.sweep, resolve=True, enum_to_str=True),
-                       "storage": public_url(cfg.sweep.storage)}, "command": argv}
+                       "storage": public_url(cfg.sweep.storage)}, "command": [
+                 f"sweep.storage={public_url(o.split('=', 1)[1])}" if override_keys([o]) == {"sweep.storage"} else o
+                 for o in argv]}  # no password in the sweep dir
     OmegaConf.save(OmegaConf.create(saved), sweep_dir / STUDY_FILE)
     from .data import build_splits
 

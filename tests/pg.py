@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
 
+import pytest
+
 
 class Unavailable(Exception):
     """PostgreSQL cannot be started here; the message says why."""
@@ -76,3 +78,15 @@ def postgres() -> Iterator[str]:
             run(str(bin_ / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A server for one test (skipped where PostgreSQL is missing, a failure in CI)."""
+    try:
+        with postgres() as url:
+            yield url
+    except Unavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is needed in CI (.ci/run installs it): {exc}")
+        pytest.skip(str(exc))

@@ -19,7 +19,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-import pg
+from pg import postgres_url  # noqa: F401 (a fixture)
 from speechrnn import sweep
 from speechrnn.errors import SpeechRNNError
 
@@ -162,17 +162,6 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path):
     assert (tmp_path / "trial_0000" / "summary.json").stat().st_mtime_ns == first
     statuses = {r["run_dir"]: r["status"] for r in read_csv(tmp_path / "leaderboard.csv")}
     assert statuses == {"trial_0000": "complete", "trial_0001": "failed", "trial_0002": "complete"}
-
-
-@pytest.fixture
-def postgres_url():
-    try:
-        with pg.postgres() as url:
-            yield url
-    except pg.Unavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is needed in CI (.ci/run installs it): {exc}")
-        pytest.skip(str(exc))
 
 
 @pytest.mark.parametrize("storage", ["journal", "postgresql"])

@@ -8,19 +8,25 @@ import subprocess
 import sys
 from pathlib import Path
 
+import optuna
 import pytest
+import torch
 from omegaconf import OmegaConf
 
+from pg import postgres_url  # noqa: F401 (a fixture)
+from speechrnn import checkpoint, sweep
 from speechrnn.config import Config, check_section, compose_config, validate
-from speechrnn.errors import UsageError
+from speechrnn.errors import SpeechRNNError, UsageError
+from speechrnn.training import fit
 
 FSDD_MISSING = ["recipe=fsdd/gru", "data.root=/nonexistent/fsdd"]
 
 
 def speechrnn(*args: str, cwd: Path, **kwargs) -> subprocess.CompletedProcess:
     env = {**os.environ, "WANDB_MODE": "disabled"}
+    kwargs = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "timeout": 600, **kwargs}
     return subprocess.run([sys.executable, "-m", "speechrnn", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600, **kwargs)
+                          text=True, **kwargs)
 
 
 def one_line_error(result: subprocess.CompletedProcess, code: int) -> str:
@@ -105,3 +111,120 @@ def test_a_multirun_with_a_failed_job_exits_non_zero(tmp_path):
     rows = (tmp_path / "leaderboard.csv").read_text().splitlines()[1:]
     status = {row.split(",")[1].split()[-1]: row.split(",")[2] for row in rows}
     assert status == {"model.hidden_size=8": "complete", "model.hidden_size=0": "failed"}, rows
+
+
+# -- a trained run for the commands that read one -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A finished smoke run with its plain and streaming ONNX exports."""
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    fit(compose_config(["recipe=smoke", "trainer.epochs=1", "export.streaming=true"]), run_dir)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def clip(run) -> Path:
+    """One of the run's test recordings."""
+    from speechrnn.data import build_splits
+
+    return Path(build_splits(checkpoint.load_model(run)[1].data).test[0].path)
+
+
+# -- item 4/12: eval ------------------------------------------------------------------------------
+
+def test_eval_names_an_unknown_override_with_the_closest_setting(run, tmp_path):
+    line = one_line_error(speechrnn("eval", run, "data.rooot=/x", cwd=tmp_path), 2)
+    assert line == "speechrnn eval: error: unknown setting data.rooot; did you mean data.root?"
+
+
+def test_eval_prints_the_accuracy_then_says_it_could_not_save_it(run, tmp_path):
+    report = run / "eval_test.json"
+    report.symlink_to("/dev/full")  # a write that fails as on a full or read-only disk, even as root
+    try:
+        result = speechrnn("eval", run, cwd=tmp_path)
+    finally:
+        report.unlink()
+    assert result.stdout.startswith("test accuracy: ")
+    line = one_line_error(result, 1)
+    assert line == (f"speechrnn eval: error: {report}: could not write the report (No space left on "
+                    "device); the accuracy above was not saved")
+
+
+# -- item 12: predict into a full disk, detect's numbers ------------------------------------------
+
+def test_predict_into_a_full_disk_says_so_in_one_line(run, clip, tmp_path):
+    with open("/dev/full", "w") as full:
+        result = speechrnn("predict", run / "model.onnx", clip, cwd=tmp_path, stdout=full)
+    assert one_line_error(result, 1) == "speechrnn predict: error: cannot write the output: No space left on device"
+
+
+@pytest.mark.parametrize("option, value", [("--smooth", "nan"), ("--smooth", "inf"), ("--hop", "nan"),
+                                           ("--hop", "inf"), ("--threshold", "nan")])
+def test_detect_refuses_a_number_that_is_not_finite(run, clip, tmp_path, option, value):
+    result = speechrnn("detect", run / "model.onnx", clip, option, value, cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith(f"argument {option}: '{value}' is not a finite number")
+
+
+def test_detect_refuses_a_restart_shorter_than_a_frame(run, clip, tmp_path):
+    result = speechrnn("detect", run / "model.streaming.onnx", clip, "--restart", "0.00001", cwd=tmp_path)
+    assert "restart=1e-05 s (--restart) is shorter than one frame of the model (0.01 s)" in one_line_error(result, 2)
+
+
+def test_detect_refuses_more_threads_than_cores(run, clip, tmp_path):
+    result = speechrnn("detect", run / "model.onnx", clip, "--threads", "100000", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"--threads must be 1 to {os.cpu_count()}" in result.stderr
+
+
+def test_the_runtime_refuses_more_threads_than_cores(run):
+    from speechrnn.runtime import Recognizer
+
+    with pytest.raises(UsageError, match=f"threads=100000: use 1 to {os.cpu_count()}"):
+        Recognizer(run / "model.onnx", threads=100000)
+
+
+# -- item 12: checkpoints whose config is invalid or does not fit the weights ----------------------
+
+def edited_checkpoint(run: Path, tmp_path: Path, edit) -> Path:
+    state = torch.load(run / "checkpoints" / "best.pt", weights_only=True)
+    edit(state)
+    checkpoint.save(state, tmp_path / "edited.pt")
+    return tmp_path / "edited.pt"
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda s: s["config"]["model"].update(hidden_size=-1), "config is not a valid speechrnn config .*hidden_size=-1"),
+    (lambda s: s["config"]["model"].update(hiden_size=8), "config is not a valid speechrnn config .*hiden_size"),
+    (lambda s: s["config"].update(model=3), "config is not a valid speechrnn config"),
+    (lambda s: s["config"]["optim"].update(lr="fast"), "config is not a valid speechrnn config"),
+    (lambda s: s["config"]["model"].update(hidden_size=32), "weights do not match its config .*size mismatch"),
+    (lambda s: s["model"].popitem(), "weights do not match its config"),
+])
+def test_a_checkpoint_that_does_not_describe_its_weights_is_a_speechrnn_error(run, tmp_path, edit, needle):
+    with pytest.raises(SpeechRNNError, match=needle):
+        checkpoint.load_model(edited_checkpoint(run, tmp_path, edit))
+
+
+# -- items 4 and 5: sweep storage -----------------------------------------------------------------
+
+@pytest.mark.parametrize("url, needle", [
+    ("postgres://me:secret@127.0.0.1:1/db", "sweep.storage=postgres://me@127.0.0.1:1/db: cannot use the database (connection"),
+    ("postgresql://me:secret@127.0.0.1:1/db", "sweep.storage=postgresql://me@127.0.0.1:1/db: cannot use the database (connection"),
+    ("not a url", "not a database URL"),
+])
+def test_sweep_storage_errors_are_one_line_without_the_password(tmp_path, url, needle):
+    result = speechrnn("sweep", "sweep=smoke", f"sweep.dir={tmp_path}", f"sweep.storage={url}", cwd=tmp_path)
+    lines = [line for line in result.stderr.strip().splitlines() if not line.startswith("[")]  # log lines
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert len(lines) == 1 and needle in lines[0], lines
+    assert "secret" not in result.stderr + (tmp_path / sweep.STUDY_FILE).read_text()
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
+def test_the_documented_postgresql_url_reaches_the_server(postgres_url, tmp_path, scheme):
+    url = postgres_url.replace("postgresql+psycopg2", scheme)  # postgresql://postgres@127.0.0.1:PORT/postgres
+    cfg = sweep.load_sweep(["sweep=smoke", f"sweep.dir={tmp_path}", f"sweep.storage={url}"])
+    sweep.load_study(cfg, tmp_path).set_user_attr("written_through", url)
+    assert optuna.load_study(study_name="smoke", storage=postgres_url).user_attrs == {"written_through": url}
