@@ -24,9 +24,9 @@ from .errors import SpeechRNNError, UsageError
 # Shipped inside the package (package data), so an installed wheel composes the same configs.
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 
-# The opsets torch's TorchScript exporter writes (torch.onnx._constants) that our graphs need:
-# 17 brings LayerNormalization.
-MIN_OPSET, MAX_OPSET = 17, 20
+# The ONNX opsets our graphs export at and onnxruntime runs (measured with torch 2.14: 7 and 8
+# write a ConstantFill op onnxruntime does not have; torch writes at most 23).
+MIN_OPSET, MAX_OPSET = 9, 23
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from . import __version__, checkpoint
 from . import card as model_card
-from .config import ExportConfig
+from .config import ExportConfig, check_section
 from .errors import SpeechRNNError
 from .features import MFCC
 from .models.encoder import choice
@@ -435,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     output = args.output or default_output(args.source, args.quantize, args.streaming)
     settings = ExportConfig(opset=args.opset, quantize=args.quantize, streaming=args.streaming)
+    check_section(settings, "export")  # --opset within the range the schema allows
     path = export_run(args.source, settings, output)
     size = path.stat().st_size / 1e6
     kind = ("streaming " if args.streaming else "") + ("int8" if args.quantize == "int8" else "fp32")

@@ -69,6 +69,7 @@ def test_train_refuses_a_bad_setting_in_one_line_before_reading_data(tmp_path, o
     (["augment.gain_db_min=nan"], "augment.gain_db_min=nan is not a finite number"),
     (["data.val_fraction=0.5", "data.test_fraction=0.5"], "leaves no training data"),
     (["trainer.device=gpu"], "trainer.device=gpu is not a device"),
+    (["export.opset=24"], "export.opset=24 is out of range; set it to a value in [9, 23]"),
     (["+trainer.epoch=3"], "unknown setting trainer.epoch; did you mean trainer.epochs?"),
     (["+lr=0.1"], "unknown setting lr; did you mean optim.lr?"),
     (["model.hidden_size=???"], "model.hidden_size has no value"),
