@@ -305,7 +305,7 @@ class PrunerConfig:
     min_resource: int = ranged(1, ge=1)
     reduction_factor: int = ranged(3, ge=2)
     # threshold: prune once val/acc is below this (after n_warmup_steps epochs).
-    lower: Optional[float] = ranged(None, ge=0, le=1)
+    lower: Optional[float] = None
 
 
 @dataclass
