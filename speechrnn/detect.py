@@ -497,15 +497,8 @@ def finite(text: str) -> float:
     return value
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="speechrnn detect",
-        description="Spot keywords in a long recording with a model from `speechrnn export`: "
-        "a plain export runs on sliding windows of its clip length, a --streaming export frame "
-        "by frame. Prints one event per keyword: label, start and end (seconds), score.")
-    parser.add_argument("model", help="the exported .onnx file (plain or --streaming)")
-    parser.add_argument("audio", nargs="+", help="the recordings (WAV, FLAC or OGG; any rate and "
-                        "length); with more than one, each event names its file, as csv always does")
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that set `Settings`, for detect and listen; read back with `settings_from`."""
     defaults = Settings()
     parser.add_argument("--threshold", type=finite, default=defaults.threshold,
                         help="smoothed posterior a keyword must reach (default %(default)s)")
@@ -523,21 +516,38 @@ def main(argv: list[str] | None = None) -> int:
                         help="streaming models: seconds between fresh recurrent states, on "
                         "segments overlapping by one clip length; 0: one state for the whole "
                         "recording (default %(default)s)")
-    parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="onnxruntime threads (default: onnxruntime's choice)")
-    args = parser.parse_args(argv)
+
+
+def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
+    """The `Settings` of `add_settings_arguments`' options; a value out of range is a usage error."""
     if not 0.0 < args.threshold <= 1.0:
         parser.error("--threshold must be in (0, 1]")
     if not 0.0 < args.release <= 1.0:
         parser.error("--release must be in (0, 1]")
     if args.hop <= 0 or args.smooth < 0 or args.merge < 0 or args.restart < 0:
         parser.error("--hop must be positive; --smooth, --merge and --restart not negative")
+    return Settings(threshold=args.threshold, release=args.release, smooth=args.smooth,
+                    merge=args.merge, hop=args.hop, restart=args.restart or None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="speechrnn detect",
+        description="Spot keywords in a long recording with a model from `speechrnn export`: "
+        "a plain export runs on sliding windows of its clip length, a --streaming export frame "
+        "by frame. Prints one event per keyword: label, start and end (seconds), score.")
+    parser.add_argument("model", help="the exported .onnx file (plain or --streaming)")
+    parser.add_argument("audio", nargs="+", help="the recordings (WAV, FLAC or OGG; any rate and "
+                        "length); with more than one, each event names its file, as csv always does")
+    add_settings_arguments(parser)
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="onnxruntime threads (default: onnxruntime's choice)")
+    args = parser.parse_args(argv)
+    settings = settings_from(parser, args)
     cores = os.cpu_count() or 1
     if args.threads is not None and not 1 <= args.threads <= cores:
         parser.error(f"--threads must be 1 to {cores} (the cores of this machine)")
-    settings = Settings(threshold=args.threshold, release=args.release, smooth=args.smooth,
-                        merge=args.merge, hop=args.hop, restart=args.restart or None)
     with_path = len(args.audio) > 1 or args.format == "csv"
     rows, failed = [], 0
     for path in args.audio:

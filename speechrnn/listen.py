@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import queue
 import sys
 import time
@@ -21,7 +20,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-from .detect import Event, Settings, detect_stream
+from .detect import Event, add_settings_arguments, detect_stream, finite, settings_from
 from .errors import SpeechRNNError
 from .runtime import open_model, read_blocks
 
@@ -75,29 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", help="play this recording in real time instead of the microphone")
     parser.add_argument("--device", help="the input device (name or number; default: the "
                         "system's; `python -m sounddevice` lists them)")
-    defaults = Settings()
-    parser.add_argument("--threshold", type=float, default=defaults.threshold,
-                        help="smoothed posterior a keyword must reach (default %(default)s)")
-    parser.add_argument("--smooth", type=float, default=defaults.smooth,
-                        help="seconds of moving average over the posteriors (default %(default)s)")
-    parser.add_argument("--restart", type=float, default=defaults.restart,
-                        help="streaming models: seconds between fresh states (default %(default)s)")
-    parser.add_argument("--block", type=float, default=0.1,
+    add_settings_arguments(parser)
+    parser.add_argument("--block", type=finite, default=0.1,
                         help="seconds of audio read at a time (default %(default)s)")
     parser.add_argument("--format", choices=("table", "jsonl"), default="table",
                         help="table: start, end (seconds from the start), label, score; jsonl: "
                         "one JSON object per event")
     args = parser.parse_args(argv)
-    if not all(map(math.isfinite, (args.threshold, args.smooth, args.restart, args.block))):
-        parser.error("--threshold, --smooth, --restart and --block must be finite numbers")
-    if not 0.0 < args.threshold <= 1.0:
-        parser.error("--threshold must be in (0, 1]")
-    if args.smooth < 0 or args.restart < 0 or not 0.01 <= args.block <= 10:
-        parser.error("--smooth and --restart must not be negative, --block 0.01 to 10 seconds")
+    settings = settings_from(parser, args)
+    if not 0.01 <= args.block <= 10:
+        parser.error("--block must be 0.01 to 10 seconds")
     if args.file and not Path(args.file).is_file():
         parser.error(f"--file {args.file}: no such file")
     _, info = open_model(args.model, threads=1)  # a bad model fails before the microphone opens
-    settings = Settings(threshold=args.threshold, smooth=args.smooth, restart=args.restart or None)
     if args.file:
         source, where = (lambda rate: played(args.file, rate, args.block)), args.file
     else:

@@ -96,6 +96,14 @@ def test_a_missing_file_is_a_usage_error(models, tmp_path, capsys):
     assert exit_info.value.code == 2 and "none.wav: no such file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option, value", [("--threshold", "nan"), ("--smooth", "inf"),
+                                           ("--restart", "-1"), ("--block", "nan")])
+def test_a_setting_out_of_range_is_a_usage_error(models, recording, option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["listen", str(models["plain"]), "--file", str(recording), option, value])
+    assert exit_info.value.code == 2 and option in capsys.readouterr().err
+
+
 def steps(first: float, count: int, probs: list[float]) -> Posteriors:
     """``count`` steps 0.1 s apart from ``first``, each about the second of audio it starts."""
     starts = first + 0.1 * np.arange(count)
