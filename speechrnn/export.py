@@ -318,8 +318,8 @@ def _store_recurrent_weights_int8(graph: onnx.GraphProto) -> None:
 
     onnxruntime has no int8 GRU/RNN kernel. It folds these constants back to float once, when
     the session starts, so the layer then runs at fp32 speed from a file with int8 weights. The
-    alternative, the recurrence as int8 MatMuls in an ONNX Loop, was 2.8x slower than fp32 per
-    clip: each Loop step costs more than a whole GRU step."""
+    alternative, the recurrence as int8 MatMuls in an ONNX Loop, was slower than fp32 per clip
+    when we tried it: each Loop step costs more than a whole GRU step."""
     weights = {t.name: t for t in graph.initializer}
     restore = []
     for node in graph.node:
