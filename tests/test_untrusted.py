@@ -220,13 +220,18 @@ def test_a_manifest_path_through_a_symlink_out_of_the_data_root_is_rejected(tmp_
     assert str(outside / "b.wav") in message
 
 
+def write_label_folders(root: Path) -> Path:
+    """root/yes and root/no, four short silent WAVs each (0.wav to 3.wav)."""
+    for label in ("yes", "no"):
+        (root / label).mkdir(parents=True)
+        for i in range(4):
+            sf.write(root / label / f"{i}.wav", np.zeros(1600, np.float32), 16000)
+    return root
+
+
 def test_symlinks_that_stay_inside_the_data_root_are_followed(tmp_path):
     """A link to a file elsewhere in the root, and a data.root that is itself a link, are fine."""
-    real_root = tmp_path / "real"
-    for label in ("yes", "no"):
-        (real_root / label).mkdir(parents=True)
-        for i in range(4):
-            sf.write(real_root / label / f"{i}.wav", np.zeros(1600, np.float32), 16000)
+    real_root = write_label_folders(tmp_path / "real")
     (real_root / "no" / "alias.wav").symlink_to(real_root / "yes" / "0.wav")
     root = tmp_path / "root"
     root.symlink_to(real_root, target_is_directory=True)
@@ -239,11 +244,7 @@ def test_symlinks_that_stay_inside_the_data_root_are_followed(tmp_path):
 
 
 def test_a_manifest_inside_the_root_still_works(tmp_path):
-    root = tmp_path / "root"
-    for label in ("yes", "no"):
-        (root / label).mkdir(parents=True)
-        for i in range(4):
-            sf.write(root / label / f"{i}.wav", np.zeros(1600, np.float32), 16000)
+    root = write_label_folders(tmp_path / "root")
     manifest = tmp_path / "train.csv"
     manifest.write_text("path,label\n" + "".join(f"{l}/{i}.wav,{l}\n" for l in ("yes", "no")
                                                  for i in range(4)))
