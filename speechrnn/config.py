@@ -117,7 +117,7 @@ class Quantize(str, Enum):
 @dataclass
 class SynthConfig:
     per_word: int = ranged(200, ge=1)
-    unknown_per_word: int = ranged(40, ge=0)
+    unknown_per_word: int = ranged(12, ge=0)
     seed: int = 0
 
 
@@ -165,6 +165,9 @@ class FeaturesConfig:
     n_mels: int = ranged(40, ge=1, le=1024)
     f_min: float = ranged(20.0, ge=0)
     f_max: Optional[float] = ranged(None, gt=0)
+    # Mel power below this is clamped before the log (see features.MFCC). conf/features/mfcc.yaml
+    # sets 1e-6; this default is torchaudio's, which runs saved before the setting existed used.
+    power_floor: float = ranged(1e-10, gt=0)
     deltas: int = ranged(0, ge=0, le=2)
     # Per-utterance mean/variance: not causal, so such a model cannot be exported for streaming.
     normalize: bool = False

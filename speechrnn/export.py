@@ -120,7 +120,8 @@ class StreamingGraph(nn.Module):
         # The same MFCC, framing its input as is: the graph does the padding.
         f = cfg.features
         self.frontend = MFCC(model.sample_rate, f.n_mfcc, f.n_fft, f.win_length, f.hop_length,
-                             f.n_mels, f.f_min, f.f_max, center=False)
+                             f.n_mels, f.f_min, f.f_max, center=False,
+                             power_floor=mfcc.power_floor)
         self.frontend.load_state_dict(mfcc.state_dict())
         self.input_norm = model.encoder.input_norm
         self.convs = nn.ModuleList(model.encoder.convs)

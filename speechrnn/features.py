@@ -54,9 +54,11 @@ class MFCC(nn.Module):
         f_min: float = 20.0,
         f_max: Optional[float] = None,
         center: bool = True,
+        power_floor: float = AMIN,
     ) -> None:
         super().__init__()
         f_max = sample_rate / 2 if f_max is None else f_max
+        _check(power_floor > 0, f"features.power_floor={power_floor} must be positive")
         _check(n_mfcc <= n_mels, f"features.n_mfcc={n_mfcc} exceeds features.n_mels={n_mels}; "
                "lower n_mfcc or raise n_mels")
         _check(0 < win_length <= n_fft, f"features.win_length={win_length} must be in "
@@ -70,6 +72,7 @@ class MFCC(nn.Module):
         self.win_length = win_length
         self.hop_length = hop_length
         self.center = center
+        self.power_floor = power_floor
 
         # torch.stft zero-pads the window to n_fft, centred. The zero taps contribute nothing,
         # so the kernel keeps only the win_length non-zero ones and the input is trimmed to match.
@@ -119,7 +122,7 @@ class MFCC(nn.Module):
             x = x[..., self.trim_left : x.shape[-1] - self.trim_right]
         spectrum = F.conv1d(x, self.dft, stride=self.hop_length)  # [B, 2 * bins, T]
         mel = spectrum.transpose(1, 2).square() @ self.mel_fbank  # [B, T, n_mels]
-        return torch.log(torch.clamp(mel, min=AMIN)) @ self.dct
+        return torch.log(torch.clamp(mel, min=self.power_floor)) @ self.dct
 
 
 class Deltas(nn.Module):
@@ -165,6 +168,7 @@ class Frontend(nn.Module):
         f_min: float = 20.0,
         f_max: Optional[float] = None,
         center: bool = True,
+        power_floor: float = AMIN,
         deltas: int = 0,
         normalize: bool = False,
         freq_masks: int = 0,
@@ -175,7 +179,7 @@ class Frontend(nn.Module):
         super().__init__()
         _check(deltas in (0, 1, 2), f"features.deltas={deltas} must be 0, 1 or 2")
         self.mfcc = MFCC(sample_rate, n_mfcc, n_fft, win_length, hop_length, n_mels, f_min,
-                         f_max, center)
+                         f_max, center, power_floor)
         self.deltas = Deltas() if deltas else None
         self.order = deltas
         self.normalize = normalize
@@ -194,7 +198,8 @@ class Frontend(nn.Module):
         return cls(
             sample_rate=sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft,
             win_length=cfg.win_length, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
-            f_min=cfg.f_min, f_max=cfg.f_max, deltas=cfg.deltas, normalize=cfg.normalize,
+            f_min=cfg.f_min, f_max=cfg.f_max, power_floor=cfg.power_floor, deltas=cfg.deltas,
+            normalize=cfg.normalize,
             freq_masks=cfg.freq_masks, freq_mask_width=cfg.freq_mask_width,
             time_masks=cfg.time_masks, time_mask_width=cfg.time_mask_width,
         )

@@ -18,7 +18,7 @@ from scipy.signal import welch
 
 from speechrnn import cli
 from speechrnn.config import DataConfig
-from speechrnn.data import synthetic
+from speechrnn.data import noises, synthetic
 from speechrnn.data.espeak import CliEspeak, LibEspeak, Prosody, open_backend
 from speechrnn.data.synthetic import (
     ACCENTS,
@@ -66,7 +66,7 @@ def test_layout(tiny_synth):
         names = [p.name for p in (tiny_synth / word).iterdir()]
         assert len(names) == count and all(CLIP_NAME.fullmatch(n) for n in names)
     noise = sorted(p.name for p in (tiny_synth / NOISE_DIR).iterdir())
-    assert noise == ["brown_noise.wav", "pink_noise.wav", "white_noise.wav"]
+    assert noise == sorted(f"{kind}.wav" for kind in noises.KINDS)
     info = json.loads((tiny_synth / synthetic.MARKER).read_text())
     assert info["clips"] == 44 and info["words"] == TINY["words"] and info["seed"] == 0
     assert not [p for p in tiny_synth.parent.iterdir() if ".tmp-" in p.name]  # temp folder gone
@@ -103,6 +103,28 @@ def test_noise_files_have_their_colour(tiny_synth):
         slopes[colour] = np.polyfit(np.log10(freqs[band]), np.log10(power[band]), 1)[0]
     # Power falls as 1/f^0, 1/f^1 and 1/f^2.
     assert slopes == pytest.approx({"white": 0.0, "pink": -1.0, "brown": -2.0}, abs=0.15)
+
+
+def test_background_sounds_are_what_they_are_named(tiny_synth):
+    def read(kind):
+        samples, rate = sf.read(tiny_synth / NOISE_DIR / f"{kind}.wav", dtype="float32")
+        assert rate == 16000 and samples.shape == (160000,)
+        return samples
+
+    assert not read("digital_silence").any()
+    freqs, power = welch(read("hum"), 16000, nperseg=16000)
+    mains = freqs[np.argmax(power)]
+    assert mains % 50 == 0 or mains % 60 == 0, mains  # a mains harmonic, not a broad band
+    assert np.sqrt(np.mean(read("hum") ** 2)) == pytest.approx(10 ** (-30 / 20), rel=0.05)
+    # Tones: a few strong harmonics stand far out of the spectrum, unlike noise.
+    _, power = welch(read("tones"), 16000, nperseg=4096)
+    assert np.percentile(power, 99.5) > 1000 * np.median(power)
+    # Clatter: knocks, so short frames are much louder than the typical one (noise is steady).
+    frames = read("clatter").reshape(-1, 160)
+    level = np.sqrt(np.mean(frames**2, axis=1))
+    assert np.max(level) > 10 * np.median(level)
+    white = read("white_noise").reshape(-1, 160)
+    assert np.max(np.sqrt(np.mean(white**2, axis=1))) < 2 * np.median(np.sqrt(np.mean(white**2, axis=1)))
 
 
 # ---------------------------------------------------------------- speakers and splits

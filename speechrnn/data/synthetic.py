@@ -1,8 +1,8 @@
 """The offline dataset: spoken words rendered by espeak-ng in the Google Speech Commands layout.
 
 ``DIR/<word>/<speaker>_nohash_<n>.wav`` (16 kHz mono 16-bit, exactly 1 s), ``validation_list.txt``
-and ``testing_list.txt`` (split by speaker, as in GSC) and ``_background_noise_/`` (white, pink and
-brown noise), so the Speech Commands loader, the silence class and noise augmentation all work
+and ``testing_list.txt`` (split by speaker, as in GSC) and ``_background_noise_/`` (coloured noise,
+hum, music-like tones, clatter and digital silence: ``noises.py``), so the Speech Commands loader, the silence class and noise augmentation all work
 without a download.
 
 A synthetic speaker is a deterministic draw of an English accent, an espeak-ng voice variant, a
@@ -35,20 +35,33 @@ import soundfile as sf
 
 from .. import audio
 from ..errors import SpeechRNNError
+from . import noises
 from .espeak import Prosody, open_backend
 
 log = logging.getLogger(__name__)
 
 COMMAND_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
-UNKNOWN_WORDS = ("bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow",
-                 "learn", "follow")
+# The _unknown_ class: Speech Commands' twenty auxiliary words (the digits among them), words
+# that sound like a command ("know", "write", "shop" ...) and everyday words, so that a word the
+# model has no class for lands in _unknown_ rather than in the nearest command.
+UNKNOWN_WORDS = (
+    "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow", "backward",
+    "forward", "follow", "learn", "visual", "zero", "one", "two", "three", "four", "five", "six",
+    "seven", "eight", "nine",
+    "yet", "yeah", "guess", "less", "know", "now", "note", "snow", "cup", "pop", "town", "round",
+    "brown", "lift", "west", "lost", "write", "light", "night", "bright", "own", "in", "and",
+    "cough", "if", "shop", "top", "stock", "step", "goat", "grow", "show", "low",
+    "hello", "the", "what", "where", "water", "morning", "please", "thanks", "music", "window",
+    "open", "close", "play", "again", "maybe", "okay", "little", "people", "number", "table",
+    "yellow", "apple", "coffee", "turn", "start", "next", "back", "time", "home",
+)
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 SAMPLE_RATE = 16000
 NOISE_DIR = "_background_noise_"
 MARKER = "synth.json"  # written last: a folder with it is a complete render
 # Part of the cache key: bump it when a change here changes the rendered audio.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 # English voices in espeak-ng's bundled data (lang/gmw/), one accent per speaker.
 ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",
@@ -228,24 +241,10 @@ def _write_wav(path: Path, samples: np.ndarray) -> None:
     path.write_bytes(encoded.getvalue())
 
 
-def _noise(color: str, rng: np.random.Generator, seconds: float = 10.0) -> np.ndarray:
-    """White, pink (1/f power) or brown (1/f^2 power) noise at -20 dBFS RMS."""
-    white = rng.standard_normal(round(seconds * SAMPLE_RATE))
-    exponent = {"white": 0.0, "pink": 0.5, "brown": 1.0}[color]
-    spectrum = np.fft.rfft(white)
-    freqs = np.fft.rfftfreq(white.size, 1 / SAMPLE_RATE)
-    # Below 20 Hz the shaping stays flat, so brown noise does not drift.
-    spectrum /= np.maximum(freqs, 20.0) ** exponent
-    noise = np.fft.irfft(spectrum, white.size)
-    noise *= 0.1 / np.sqrt(np.mean(noise**2))
-    return np.clip(noise, -1, 1).astype(np.float32)
-
-
 def _write_noise(root: Path, seed: int) -> None:
     (root / NOISE_DIR).mkdir()
-    for color in ("white", "pink", "brown"):
-        rng = _rng(seed, "noise", color)
-        _write_wav(root / NOISE_DIR / f"{color}_noise.wav", _noise(color, rng))
+    for kind in noises.KINDS:
+        _write_wav(root / NOISE_DIR / f"{kind}.wav", noises.make(kind, _rng(seed, "noise", kind), SAMPLE_RATE))
 
 
 def _check_words(words: Sequence[str], unknown_words: Sequence[str]) -> None:
@@ -305,7 +304,7 @@ def render(
     words: Sequence[str] = COMMAND_WORDS,
     unknown_words: Sequence[str] = UNKNOWN_WORDS,
     per_word: int = 200,
-    unknown_per_word: int = 40,
+    unknown_per_word: int = 12,
     seed: int = 0,
     workers: int | None = None,
     replace: bool = True,
@@ -426,8 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "(default: %(default)s)")
     parser.add_argument("--per-word", type=_at_least(1), default=200,
                         help="clips per command word (default: 200)")
-    parser.add_argument("--unknown-per-word", type=_at_least(1), default=40,
-                        help="clips per unknown word (default: 40)")
+    parser.add_argument("--unknown-per-word", type=_at_least(1), default=12,
+                        help="clips per unknown word (default: 12)")
     parser.add_argument("--seed", type=_at_least(0), default=0,
                         help="random seed, 0 or more (default: 0)")
     parser.add_argument("--workers", type=_at_least(1), default=None,
@@ -445,7 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if info["unknown_words"]:
         unknown = " ".join(info["unknown_words"])
         print(f"unknown   {unknown} ({info['unknown_per_word']} clips each)")
-    print(f"clips     {info['clips']} + 3 noise files in {NOISE_DIR}/")
+    print(f"clips     {info['clips']} + {len(noises.KINDS)} background files in {NOISE_DIR}/")
     print(f"speakers  {speakers}")
     print(f"backend   {', '.join(info['backend'])}")
     print(f"took      {seconds:.1f} s")
