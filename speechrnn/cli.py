@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import importlib
 import os
+import re
 import sys
 
 from . import __version__
@@ -56,6 +57,31 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     return EXTRA_OF.get((exc.name or "").split(".")[0])
 
 
+# Hydra's shell completion flag (`speechrnn train --hydra-help` offers it).
+SHELL_COMPLETION = ("-sc", "--shell-completion")
+
+
+def complete(argv: list[str]) -> int:
+    """`speechrnn [train] -sc install=bash|query=bash ...`: Hydra's shell completion for the whole
+    CLI. The script that install prints runs `speechrnn -sc query=...` on every <TAB> with the line
+    in COMP_LINE; the answer is the command names for the first word, the train app's own (Hydra)
+    completions after `speechrnn train`, and nothing after other commands (the shell then offers
+    file names)."""
+    from . import train
+
+    if not any(arg.startswith("query=") for arg in argv):
+        return train.main(argv, prog="speechrnn")  # install/uninstall: a script that calls `speechrnn`
+    line = os.environ.get("COMP_LINE", "")
+    words = line.split() + [""] * line.endswith(" ")  # the last one is the word being completed
+    if len(words) == 2:
+        print("\n".join(name for name in COMMANDS if name.startswith(words[1])))
+    elif len(words) > 2 and words[1] == "train":
+        # Hydra strips the program's name from the line; the command's name goes here.
+        os.environ["COMP_LINE"] = re.sub(r"^(\s*\S+\s+)train\s*", r"\1", line)
+        return train.main(argv, prog="speechrnn")
+    return 0
+
+
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = [f"  {name.ljust(width)}  {help_}" for name, (_, help_) in COMMANDS.items()]
@@ -70,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
+    if argv[0] == "train" and argv[1:2] and argv[1] in SHELL_COMPLETION:
+        argv = argv[1:]  # the form --hydra-help shows: completion for the whole CLI
+    if argv[0] in SHELL_COMPLETION:
+        return complete(argv)
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"speechrnn: unknown command {name!r}\n\n{usage()}", file=sys.stderr)

@@ -22,7 +22,6 @@ from omegaconf import DictConfig
 from .config import CONF_DIR, describe_config_error
 from .errors import SpeechRNNError, UsageError
 from .leaderboard import LeaderboardCallback
-from .training import fit
 
 log = logging.getLogger("speechrnn.train")
 jobs_started = 0
@@ -30,6 +29,8 @@ jobs_started = 0
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def hydra_main(cfg: DictConfig) -> float:
+    from .training import fit  # torch: not for `-sc query=bash`, which runs on every <TAB>
+
     global jobs_started
     jobs_started += 1
     hydra_cfg = HydraConfig.get()
@@ -57,9 +58,9 @@ def report(exc: SpeechRNNError) -> None:
             handler.handle(record)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "speechrnn train") -> int:
     if argv is not None:
-        sys.argv = ["speechrnn train", *argv]
+        sys.argv = [prog, *argv]
     # Hydra then lets errors through instead of printing them with a traceback: errors in the
     # command line (before any job starts) are reported here in one line each.
     os.environ["HYDRA_FULL_ERROR"] = "1"
