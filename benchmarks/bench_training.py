@@ -15,14 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-from benchmarks import meta
+from benchmarks import meta, runs
 
 SHARED_DATA = meta.REPO.parent / "shared" / "data"
 FSDD = SHARED_DATA / "fsdd" / "recordings"
@@ -58,18 +54,10 @@ AVERAGED = ("test_accuracy", "val_accuracy", "epochs", "train_seconds", "wall_se
 
 def train(name: str, seed: int, fsdd: Path, noise: Path, quick: bool) -> dict:
     """One seed of one recipe: its summary's numbers."""
-    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
-    run_dir = meta.RESULTS / ("runs-quick" if quick else "runs") / slug / f"seed{seed}"
+    folder = runs.run_dir(name, seed, quick)
     overrides = [o.format(fsdd=fsdd, noise=noise) for o in RUNS[name]["overrides"]]
-    command = [sys.executable, "-m", "speechrnn", "train", *overrides, f"trainer.seed={seed}",
-               "trainer.progress=false",
-               f"hydra.run.dir={run_dir}", "trainer.overwrite=true",  # a rerun replaces the run
-               *(["trainer.epochs=1"] if quick else [])]
-    print("$ " + " ".join(command[3:]), flush=True)
-    start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
-    summary = json.loads((run_dir / "summary.json").read_text())
+    run = runs.train([*overrides, *(["trainer.epochs=1"] if quick else [])], seed, folder)
+    summary = run["summary"]
     return {
         "seed": seed,
         "test_accuracy": summary["test_accuracy"],
@@ -77,25 +65,24 @@ def train(name: str, seed: int, fsdd: Path, noise: Path, quick: bool) -> dict:
         "val_accuracy": summary["val_accuracy"],
         "epochs": summary["epochs"],
         "train_seconds": summary["train_seconds"],
-        "wall_seconds": round(wall, 1),
+        "wall_seconds": run["wall_seconds"],
         "train_clips_per_s": summary["train_clips_per_s"],
         "num_parameters": summary["num_parameters"],
-        "run_dir": meta.relative(run_dir),
+        "run_dir": meta.relative(folder),
     }
 
 
 def recipe_row(name: str, seeds: list[int], fsdd: Path, noise: Path, quick: bool) -> dict:
     """A recipe over seeds: each seed's numbers, and the mean and std of each (std 0 for one)."""
-    runs = [train(name, seed, fsdd, noise, quick) for seed in seeds]
+    seed_runs = [train(name, seed, fsdd, noise, quick) for seed in seeds]
     row = {"run": name, "data": RUNS[name]["data"], "target": RUNS[name].get("target"),
-           "test_clips": runs[0]["test_clips"], "num_parameters": runs[0]["num_parameters"],
+           "test_clips": seed_runs[0]["test_clips"],
+           "num_parameters": seed_runs[0]["num_parameters"],
            "command": "python -m benchmarks.bench_training --only '" + name + "' --seeds "
                       + " ".join(map(str, seeds)),
-           "seeds": runs}
+           "seeds": seed_runs}
     for key in AVERAGED:
-        values = [run[key] for run in runs]
-        row[key] = {"mean": statistics.fmean(values),
-                    "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+        row[key] = runs.spread(run[key] for run in seed_runs)
     return row
 
 

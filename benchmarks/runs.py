@@ -1,0 +1,48 @@
+"""Training runs for the benchmarks, and the mean and spread of a number over seeds.
+
+``train`` runs `speechrnn train` as a user would, in its own process (one at a time, so runs
+never share the cores), into a run folder under benchmarks/results/runs/ (runs-quick/ for smoke
+runs; both git-ignored), and returns the run's summary.json with the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+from benchmarks import meta
+
+
+def run_dir(name: str, seed: int, quick: bool, group: str = "") -> Path:
+    """runs[-quick]/[group/]<name as a slug>/seed<N>."""
+    slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
+    root = meta.RESULTS / ("runs-quick" if quick else "runs")
+    return (root / group if group else root) / slug / f"seed{seed}"
+
+
+def train(overrides: list[str], seed: int, folder: Path) -> dict:
+    """One seed of one training: ``summary`` (the run's summary.json), ``wall_seconds`` and
+    ``command`` (the `speechrnn train` line that reproduces it)."""
+    command = [sys.executable, "-m", "speechrnn", "train", *overrides, f"trainer.seed={seed}",
+               "trainer.progress=false",
+               f"hydra.run.dir={folder}", "trainer.overwrite=true"]  # a rerun replaces the run
+    line = "speechrnn " + " ".join(command[3:])
+    print("$ " + line, flush=True)
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    return {"summary": json.loads((folder / "summary.json").read_text()),
+            "wall_seconds": round(wall, 1), "command": line}
+
+
+def spread(values: Iterable[float]) -> dict:
+    """Mean and sample standard deviation (0 for a single value)."""
+    values = list(values)
+    return {"mean": statistics.fmean(values),
+            "std": statistics.stdev(values) if len(values) > 1 else 0.0}
