@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -42,6 +43,33 @@ def test_every_recipe_composes_and_starts_with_its_command(recipe):
     text = (CONF_DIR / "recipe" / f"{recipe}.yaml").read_text()
     assert text.startswith("# @package _global_")
     assert "speechrnn train" in text.split("defaults:")[0], "the comment block gives the command"
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_no_recipe_builds_in_a_relative_data_path(recipe):
+    """A relative path would be read from wherever the command runs: recipes leave data
+    folders to the command line (or build in an absolute path)."""
+    cfg = compose_config(f"recipe={recipe}")
+    for section in ("data", "augment"):
+        for key, value in OmegaConf.to_container(cfg[section]).items():
+            if key.endswith(("root", "_dir")):
+                assert value in (None, "???") or Path(value).is_absolute(), f"{section}.{key}: {value}"
+
+
+def test_compare_cells_reads_its_data_from_any_folder(fsdd_root, noise_root, tmp_path, monkeypatch):
+    from speechrnn.config import compose_config as checked_config
+    from speechrnn.data import build_datasets, build_splits
+    from speechrnn.errors import SpeechRNNError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SpeechRNNError, match=r"^data\.root is not set .*; add data\.root=<folder>"):
+        build_splits(checked_config(["recipe=compare/cells"]).data)
+    cfg = checked_config(["recipe=compare/cells", f"data.root={fsdd_root}",
+                          f"augment.noise_dir={noise_root}", "data.probe_delay_seconds=0.5"])
+    splits = build_splits(cfg.data)
+    assert splits.labels == [str(d) for d in range(10)] and len(splits.train) > 1000
+    wave, _ = build_datasets(cfg, splits)["val"][0]  # the word, then noise from augment.noise_dir
+    assert len(wave) == 1.5 * cfg.data.sample_rate
 
 
 @pytest.mark.parametrize("group,option", GROUP_OPTIONS)
