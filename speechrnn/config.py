@@ -119,6 +119,9 @@ class SynthConfig:
     per_word: int = ranged(200, ge=1)
     unknown_per_word: int = ranged(12, ge=0)
     seed: int = 0
+    # Share of the speakers drawn as a neural voice (speechrnn/data/neural.py, the [voices]
+    # extra) instead of espeak-ng; 0 renders espeak-ng speakers only.
+    neural_fraction: float = ranged(0.0, ge=0, le=1)
 
 
 @dataclass

@@ -9,6 +9,10 @@ A synthetic speaker is a deterministic draw of an English accent, an espeak-ng v
 speaking rate, pitch, pitch range, word gap and loudness. Every clip varies these a little, ends
 with a random punctuation mark (so the intonation varies), lies at a random place in its second
 and sits on a faint noise floor. The same arguments give byte-identical files.
+
+With ``neural_fraction`` > 0, that share of the speakers (a separate seeded draw, so the espeak-ng
+speakers stay as they were) are neural voices instead (``neural.py``: Piper joe and hibari heart,
+from the ``voices`` extra), each with its own pace, pitch, pitch range and noise settings.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import soundfile as sf
 
 from .. import audio
 from ..errors import SpeechRNNError
-from . import noises
+from . import neural, noises
 from .espeak import Prosody, open_backend
 
 log = logging.getLogger(__name__)
@@ -108,12 +112,16 @@ class _Task:
     seed: int
 
 
-def draw_speaker(seed: int, index: int, taken: set[str] = frozenset()) -> Speaker:
-    """Speaker ``index`` of a seed: the same whatever the number of speakers drawn."""
+def draw_speaker(seed: int, index: int, taken: set[str] = frozenset(),
+                 neural_fraction: float = 0.0) -> Speaker:
+    """Speaker ``index`` of a seed: the same whatever the number of speakers drawn. With
+    probability ``neural_fraction`` (its own draw) it is a neural voice instead of espeak-ng."""
     rng = _rng(seed, "speaker", index)
     speaker_id = f"{rng.integers(2**32):08x}"
     while speaker_id in taken:
         speaker_id = f"{rng.integers(2**32):08x}"
+    if neural_fraction > 0 and _rng(seed, "neural", index).random() < neural_fraction:
+        return _draw_neural(speaker_id, _rng(seed, "neural-speaker", index))
     variants = HIGH_VARIANTS if rng.random() < 0.5 else LOW_VARIANTS
     variant = variants[rng.integers(len(variants))]
     accent = ACCENTS[rng.integers(len(ACCENTS))]
@@ -128,10 +136,23 @@ def draw_speaker(seed: int, index: int, taken: set[str] = frozenset()) -> Speake
     return Speaker(speaker_id, prosody, level_db=float(rng.uniform(-20, -2)))
 
 
-def draw_speakers(seed: int, count: int) -> list[Speaker]:
+def _draw_neural(speaker_id: str, rng: np.random.Generator) -> Speaker:
+    """A neural voice (neural.py) with its own pace, pitch, pitch range and noise."""
+    prosody = neural.NeuralProsody(
+        voice=neural.VOICES[rng.integers(len(neural.VOICES))],
+        rate=int(rng.integers(140, 221)),
+        pitch=int(rng.integers(30, 71)),
+        range=int(rng.integers(25, 86)),
+        noise_scale=float(rng.uniform(0.4, 0.9)),
+        noise_w=float(rng.uniform(0.4, 1.0)),
+    )
+    return Speaker(speaker_id, prosody, level_db=float(rng.uniform(-20, -2)))
+
+
+def draw_speakers(seed: int, count: int, neural_fraction: float = 0.0) -> list[Speaker]:
     speakers: list[Speaker] = []
     for index in range(count):
-        speakers.append(draw_speaker(seed, index, {s.id for s in speakers}))
+        speakers.append(draw_speaker(seed, index, {s.id for s in speakers}, neural_fraction))
     return speakers
 
 
@@ -221,16 +242,18 @@ def _clip(backend, word: str, speaker: Speaker, rng: np.random.Generator) -> np.
     return clip
 
 
-def _render_task(args: tuple[_Task, str]) -> str:
-    """Render one word's clips into ``tmp/<word>/``; returns the backend's name."""
+def _render_task(args: tuple[_Task, str]) -> list[str]:
+    """Render one word's clips into ``tmp/<word>/``; returns the backends' names."""
     task, tmp = args
     folder = Path(tmp) / task.word
     folder.mkdir()
-    with open_backend() as backend:
+    with open_backend() as espeak, neural.Voices() as voices:
         for speaker, name in task.clips:
             rng = _rng(task.seed, "clip", task.word, name)
+            is_neural = isinstance(speaker.prosody, neural.NeuralProsody)
+            backend = voices.get(speaker.prosody.voice) if is_neural else espeak
             _write_wav(folder / name, _clip(backend, task.word, speaker, rng))
-        return backend.name
+        return [espeak.name, *voices.names]
 
 
 def _write_wav(path: Path, samples: np.ndarray) -> None:
@@ -308,6 +331,7 @@ def render(
     seed: int = 0,
     workers: int | None = None,
     replace: bool = True,
+    neural_fraction: float = 0.0,
 ) -> Path:
     """Render the dataset into ``out_dir`` (new, empty, or an earlier render, which is replaced)
     and return it. Files are written to a temporary folder beside it and moved in at the end."""
@@ -321,9 +345,13 @@ def render(
         raise SpeechRNNError(f"seed must be 0 or more (got {seed})")
     if workers is not None and workers < 1:
         raise SpeechRNNError(f"workers must be at least 1 (got {workers})")
+    if not 0 <= neural_fraction <= 1:
+        raise SpeechRNNError(f"neural_fraction must lie in [0, 1] (got {neural_fraction})")
     _check_target(out)
 
-    speakers = draw_speakers(seed, speaker_count(per_word, unknown_per_word))
+    speakers = draw_speakers(seed, speaker_count(per_word, unknown_per_word), neural_fraction)
+    neural.require(sorted({s.prosody.voice for s in speakers
+                           if isinstance(s.prosody, neural.NeuralProsody)}))
     splits = split_speakers(speakers, seed)
     counts = {**dict.fromkeys(words, per_word), **dict.fromkeys(unknown_words, unknown_per_word)}
     tasks = _plan(counts, speakers, seed)
@@ -337,10 +365,10 @@ def render(
         jobs = [(task, str(tmp)) for task in tasks]
         processes = _default_workers(len(tasks)) if workers is None else workers
         if processes == 1:
-            backends = set(map(_render_task, jobs))
+            backends = {name for names in map(_render_task, jobs) for name in names}
         else:
             with ProcessPoolExecutor(processes) as pool:
-                backends = set(pool.map(_render_task, jobs))
+                backends = {name for names in pool.map(_render_task, jobs) for name in names}
         _write_noise(tmp, seed)
         for split, list_name in (("val", "validation_list.txt"), ("test", "testing_list.txt")):
             entries = sorted(f"{task.word}/{name}" for task in tasks for speaker, name in task.clips
@@ -359,6 +387,8 @@ def render(
             "speakers": {split: len(ids & heard) for split, ids in splits.items()},
             "backend": sorted(backends),
         }
+        if neural_fraction:  # recorded when set; without it the marker is as it always was
+            marker["neural_fraction"] = neural_fraction
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
         _publish(tmp, out, replace)
     finally:
@@ -380,6 +410,9 @@ def ensure_rendered(cfg) -> Path:
     unknown_words = [w for w in UNKNOWN_WORDS if w not in words] if cfg.unknown else []
     args = dict(words=words, unknown_words=unknown_words, per_word=int(cfg.synth.per_word),
                 unknown_per_word=int(cfg.synth.unknown_per_word), seed=int(cfg.synth.seed))
+    neural_fraction = float(cfg.synth.neural_fraction)
+    if neural_fraction:  # in the key only when set, so the espeak-only caches keep their folders
+        args["neural_fraction"] = neural_fraction
     if cfg.root:
         out = Path(cfg.root)
     else:
@@ -407,6 +440,17 @@ def _at_least(minimum: int):
     return parse
 
 
+def _fraction(text: str) -> float:
+    """An argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1], got {value}")
+    return value
+
+
 def _word_list(text: str) -> list[str]:
     return [w.strip() for w in text.split(",") if w.strip()]
 
@@ -431,12 +475,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="random seed, 0 or more (default: 0)")
     parser.add_argument("--workers", type=_at_least(1), default=None,
                         help="processes (default: one per core)")
+    parser.add_argument("--neural-fraction", type=_fraction, default=0.0,
+                        help="share of speakers drawn as a neural voice (the [voices] extra) "
+                             "instead of espeak-ng (default: 0)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
     out = render(args.out, words=args.words, unknown_words=args.unknown_words,
                  per_word=args.per_word, unknown_per_word=args.unknown_per_word, seed=args.seed,
-                 workers=args.workers)
+                 workers=args.workers, neural_fraction=args.neural_fraction)
     seconds = time.perf_counter() - start
     info = json.loads((out / MARKER).read_text())
     speakers = ", ".join(f"{split} {count}" for split, count in info["speakers"].items())
