@@ -77,6 +77,49 @@ def training_row(run: str, data: str, clips: int, target, **numbers) -> dict:
     return row
 
 
+def generalization_result() -> dict:
+    """bench_generalization's four parts over 3 seeds, summarised by its own functions."""
+    from benchmarks import bench_generalization as g
+    from benchmarks.runs import spread
+
+    seeds = [0, 1, 2]
+    folds = [{"speaker": speaker, "seed": seed, "test_clips": 500,
+              "test_accuracy": 0.99 - 0.01 * i - 0.001 * seed}
+             for i, speaker in enumerate(["george", "jackson", "lucas"]) for seed in seeds]
+    digits = [{"seed": seed, "fsdd_clips": 3000, "fsdd_accuracy": 0.8 + 0.01 * seed} for seed in seeds]
+    default = [{"seed": seed, "fsdd_unknown_share": 0.86,
+                "silence_share": {"digital silence": 0.0, "1 s of noise at -60 dBFS": 0.5}}
+               for seed in seeds]
+    kws = [{"seed": seed, "noise_seconds": 200.0, "false_keywords_per_hour": 18.0 * seed,
+            "digits": {"precision": 0.9, "recall": 0.96}} for seed in seeds]
+    grid = g.conditions()
+    return with_meta({"targets": g.TARGETS, "parts": {
+        "loso": {"recipe": "fsdd/gru", "overrides": [], "folds": folds,
+                 "command": g.bench_command("loso", seeds, ["--recipe", "fsdd/gru"]),
+                 **g.loso_summary(folds)},
+        "synth2real": {"command": g.bench_command("synth2real", seeds),
+                       "digits": {"seeds": digits, "fsdd_accuracy": spread(r["fsdd_accuracy"] for r in digits)},
+                       "default": {"recipe": "synthetic/gru", "seeds": default,
+                                   "fsdd_unknown_share": spread([0.86] * 3),
+                                   "silence_share": {"digital silence": spread([0.0] * 3),
+                                                     "1 s of noise at -60 dBFS": spread([0.5] * 3)}}},
+        "noise": {"command": g.bench_command("noise", seeds), "threshold": 0.7, "tolerance_s": 0.5,
+                  "digit_recording_seconds": 3600.0, "models": {
+                      "synthetic/gru": {"seeds": kws, "false_keywords_per_hour": spread([40.0, 50.0, 60.0])},
+                      "fsdd/kws": {"seeds": kws, "false_keywords_per_hour": spread([0.0, 18.0, 36.0]),
+                                   "digit_recall": spread([0.96] * 3),
+                                   "digit_precision": spread([0.9] * 3)}}},
+        "channel": {"recipe": "fsdd/gru", "overrides": [], "test_clips": 300,
+                    "command": g.bench_command("channel", seeds, ["--recipe", "fsdd/gru"]),
+                    "band_hz": g.BAND_HZ, "narrow_rate": 8000, "room": g.ROOM,
+                    "seeds": [{"seed": seed} for seed in seeds],
+                    "conditions": [{**c, "name": g.condition_name(c),
+                                    "accuracy": spread([0.99 - 0.01 * i] * 3),
+                                    "drop_points": spread([1.0 * i] * 3)}
+                                   for i, c in enumerate(grid)]},
+    }})
+
+
 RESULTS = {
     "benchmarks/results/synth.json": with_meta({"rows": [
         {"set": "10 words x 200", "workers": 1, "clips": 2000, "seconds": 4.1,
@@ -103,6 +146,7 @@ RESULTS = {
                     for cell, value in (("rnn", 1413.0), ("lstm", 1309.0), ("gru", 746.0))],
         "threads": {"1": {"median": 356.0}}, "load_average": [7.9, 7.9]},
     "benchmarks/results/inference.json": inference_result(),
+    "benchmarks/results/generalization.json": generalization_result(),
 }
 
 
@@ -162,6 +206,15 @@ CHANGES = [
     ("benchmarks/results/synth.json", ["rows", 0, "seconds"], 9.9, "9.9 s", "synth"),
     ("docs/compare_cells/results.json", ["results", 2, "train_clips_s", "median"], 2000.0,
      "GRU 2,000", "cells"),
+    ("benchmarks/results/generalization.json", ["parts", "loso", "worst", "mean"], 0.812,
+     "81.2 %", "generalization"),
+    ("benchmarks/results/generalization.json", ["parts", "synth2real", "digits", "fsdd_accuracy",
+                                                "mean"], 0.923, "92.3 %", "generalization"),
+    ("benchmarks/results/generalization.json", ["parts", "noise", "models", "fsdd/kws",
+                                                "false_keywords_per_hour", "mean"], 7.7, "7.7 ±",
+     "generalization"),
+    ("benchmarks/results/generalization.json", ["parts", "channel", "conditions", 5, "drop_points",
+                                                "mean"], 4.4, "(-4.4)", "generalization"),
 ]
 
 
@@ -198,6 +251,27 @@ def test_a_missing_result_says_not_measured(tmp_path):
     for name, body in rendered.items():
         assert body.startswith("*Not measured yet"), name
     assert "make bench" in rendered["inference"]
+    assert "run `python -m benchmarks.bench_generalization`" in rendered["generalization"]
+
+
+def test_generalization_section_reads_targets_and_keeps_earlier_parts(tmp_path):
+    rendered = sections(report.update(README.read_text(), write_results(tmp_path, RESULTS)))
+    body = rendered["generalization"]
+    # Fixture: LOSO mean 97.9 % (>= 95 %), worst lucas 96.9 %; synthetic/digits 81 % (< 90 %).
+    assert "mean over the 3 folds 97.9 % ± 0.1 (target 95 %: met)" in body
+    assert "worst speaker `lucas` 96.9 % ± 0.1 (target 90 %: met)" in body
+    assert "81.0 % ± 1.0 (target 90 %: missed)" in body
+    assert "| `fsdd/kws` (3 seeds) | 18.0 ± 18.0 (target <= 2: missed) | 0.900 / 0.960" in body
+    assert "Largest drop: through 8 kHz, 0 dBFS peak, room, 23.0 points" in body
+    assert "Not measured at this commit" not in body
+    partial = copy.deepcopy(RESULTS)
+    result = partial["benchmarks/results/generalization.json"]
+    del result["parts"]["noise"]
+    result["parts"]["loso"]["meta"] = {**meta_block(), "date": "2029-05-06", "commit": "0ld0ld0"}
+    body = sections(report.update(README.read_text(), write_results(tmp_path / "p", partial)))[
+        "generalization"]
+    assert "Not measured at this commit: `noise`" in body
+    assert "Parts from an earlier run: `loso` 2029-05-06 at `0ld0ld0`" in body
 
 
 def test_quick_results_never_feed_the_readme(tmp_path):

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import data, detection, inference, training
+from . import data, detection, generalization, inference, training
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -45,6 +45,8 @@ SECTIONS = {
     "data": Section((results("data"),), data.loader, BENCH.format("bench_data")),
     "frontend": Section((results("frontend"),), data.frontend, BENCH.format("bench_frontend")),
     "training": Section((results("training"),), training.recipes, BENCH.format("bench_training")),
+    "generalization": Section((results("generalization"),), generalization.render,
+                              "`python -m benchmarks.bench_generalization` (part of `make bench`)"),
     "cells": Section(("docs/compare_cells/results.json",), training.cells,
                      "`python -m benchmarks.compare_cells`"),
     "inference": Section((results("inference"),), inference.render, BENCH.format("bench_inference")),

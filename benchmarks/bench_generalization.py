@@ -1,0 +1,385 @@
+"""How the models do on speakers, voices, noise and channels they were not tuned on (issue 11).
+
+    python -m benchmarks.bench_generalization [--only PART ...] [--seeds 0 1 2]
+        [--recipe fsdd/gru] [--override KEY=VALUE ...] [--fsdd PATH] [--noise PATH] [--quick]
+
+Every training runs once per seed (`speechrnn train ... trainer.seed=N`, see benchmarks/runs.py)
+into benchmarks/results/runs/generalization/; every number is given per seed and as the mean and
+standard deviation over seeds. Parts (``--only`` runs some and keeps the others' earlier results):
+
+- ``loso``: FSDD leave-one-speaker-out with ``--recipe`` (+ ``--override``s): one fold per
+  speaker (``data.test_speakers=[SPEAKER]``; validation comes from the other speakers only),
+  the run's test accuracy per fold and seed; the mean over folds, the worst speaker (mean over
+  seeds per speaker, then the lowest) and the std over seeds of the mean over folds.
+- ``synth2real``: ``synthetic/digits`` (digit words "zero".."nine") run as its exported ONNX
+  model over all 3,000 real FSDD clips (digits "0".."9"): accuracy. The default model
+  (``synthetic/gru``, command words): the share of those 3,000 clips it calls `_unknown_`, and
+  the share of ``PROBES`` (digital silence; 100-sample and -60 dBFS cuts of the held-out real
+  noise) it calls `_silence_`.
+- ``noise``: `speechrnn detect` (default settings) on the held-out halves of the real noise
+  recordings (``split_noise``, as bench_inference does: fsdd/kws trains on the other halves):
+  false keywords per hour for ``synthetic/gru`` and ``fsdd/kws``, and fsdd/kws's precision and
+  recall on the spoken-digit recording of benchmarks/long_recording.py (an hour of FSDD test
+  clips, held-out noise in the gaps).
+- ``channel``: ``--recipe`` on the official FSDD split; its ONNX model on its test clips as
+  recorded, band-limited to 300-3400 Hz and resampled through 8 kHz, each at its own level and
+  at -35, -20 and 0 dBFS peak, without and with a synthetic room (``CONDITIONS``); accuracy and
+  the drop against the clean clips in points. FSDD is recorded at 8 kHz, so "through 8 kHz"
+  mostly measures the 16-bit rounding every condition ends with.
+
+Writes benchmarks/results/generalization.json, each part with the command that reproduces it
+and each run with its `speechrnn train` line. At full budget on 2 cores, about: loso 90 min
+(18 trainings), synth2real 30-40 min (6), noise 25 min (3 + synthetic/gru's, shared with
+synth2real in one invocation), channel 15 min (3). ``--quick``: one epoch per training, two
+LOSO folds, a 2-minute digit recording, into runs-quick/ and generalization_quick.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from omegaconf import OmegaConf
+from scipy.signal import butter, sosfilt
+
+from benchmarks import meta, runs
+from benchmarks.long_recording import TOLERANCE_S, long_recordings
+from speechrnn import audio
+from speechrnn.data import build_splits
+from speechrnn.data.augment import Reverb
+from speechrnn.data.base import SILENCE
+from speechrnn.data.fsdd import NAME
+from speechrnn.data.synthetic import DIGIT_WORDS
+from speechrnn.detect import Settings, detect, score, split_noise
+from speechrnn.runtime import Recognizer
+
+SHARED_DATA = meta.REPO.parent / "shared" / "data"
+FSDD = SHARED_DATA / "fsdd" / "recordings"
+NOISE = SHARED_DATA / "speech_commands_noise"
+PARTS = ("loso", "synth2real", "noise", "channel")  # in the order they run
+GROUP = "generalization"  # runs/generalization/
+UNKNOWN = "_unknown_"
+DEFAULT_MODEL = "synthetic/gru"  # what `speechrnn train` trains with no recipe
+QUICK_ARGV = ["--quick", "--only", "channel", "--seeds", "0"]  # benchmarks.run_all --quick
+# Issue 11's "done when" figures (means over seeds).
+TARGETS = {"loso_mean": 0.95, "loso_worst": 0.90, "synth2real_accuracy": 0.90,
+           "fsdd_unknown_share": 0.97, "false_keywords_per_hour": 2.0, "digit_recall": 0.95,
+           "channel_drop_points": 3.0}
+
+# ---------------------------------------------------------------------------- channel
+BAND_HZ = (300.0, 3400.0)  # telephone band
+NARROW_RATE = 8000
+LEVELS_DBFS = (None, -35.0, -20.0, 0.0)  # peak level; None: as recorded
+ROOM = dict(prob=1.0, rt60_min=0.3, rt60_max=0.8)  # augment.Reverb, every clip
+
+
+@functools.lru_cache
+def _band_pass(rate: int, band: tuple[float, float]) -> np.ndarray:
+    return butter(8, band, "bandpass", fs=rate, output="sos")
+
+
+def band_limit(samples: np.ndarray, rate: int, band: tuple[float, float] = BAND_HZ) -> np.ndarray:
+    """``samples`` through an 8th-order Butterworth band-pass (a telephone line)."""
+    return sosfilt(_band_pass(rate, band), samples).astype(np.float32)
+
+
+def through_rate(samples: np.ndarray, rate: int, narrow: int = NARROW_RATE) -> np.ndarray:
+    """``samples`` resampled down to ``narrow`` Hz and back (the band above narrow/2 is lost)."""
+    return audio.resample(audio.resample(samples, rate, narrow), narrow, rate)
+
+
+def at_peak(samples: np.ndarray, dbfs: float) -> np.ndarray:
+    """``samples`` scaled so that the largest magnitude is ``dbfs`` (silence stays silent)."""
+    peak = float(np.abs(samples).max())
+    return samples if peak == 0.0 else (samples * (10 ** (dbfs / 20) / peak)).astype(np.float32)
+
+
+def pcm16(samples: np.ndarray) -> np.ndarray:
+    """``samples`` as a 16-bit WAV file would hold them (clipped, rounded)."""
+    return (np.round(np.clip(samples, -1.0, 32767 / 32768) * 32768) / 32768).astype(np.float32)
+
+
+CHANNELS = {"clean": lambda x, rate: x, "300-3400 Hz": band_limit, "through 8 kHz": through_rate}
+
+
+def conditions() -> list[dict]:
+    """Every channel x room x level, the clean clips (first) included."""
+    return [{"channel": channel, "room": room, "level_dbfs": level}
+            for room in (False, True) for channel in CHANNELS for level in LEVELS_DBFS]
+
+
+def degrade(clip: np.ndarray, rate: int, condition: dict, index: int) -> np.ndarray:
+    """One clip heard through ``condition``: room (a fixed synthetic impulse response per clip
+    ``index``), channel, level, 16-bit rounding."""
+    if condition["room"]:
+        clip = Reverb(rate, **ROOM)(clip, np.random.default_rng(index))
+    clip = CHANNELS[condition["channel"]](clip, rate)
+    if condition["level_dbfs"] is not None:
+        clip = at_peak(clip, condition["level_dbfs"])
+    return pcm16(clip)
+
+
+def condition_name(condition: dict) -> str:
+    level = condition["level_dbfs"]
+    return (f"{condition['channel']}, {'as recorded' if level is None else f'{level:g} dBFS peak'}"
+            f"{', room' if condition['room'] else ''}")
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def spread_of(rows: list[dict], key: str) -> dict:
+    return runs.spread(row[key] for row in rows)
+
+
+def loso_summary(rows: list[dict]) -> dict:
+    """Per fold and seed test accuracies ``[{"speaker", "seed", "test_accuracy"}]`` -> each
+    speaker's mean and std over seeds, the mean over folds (with its std over seeds: the
+    spread of each seed's mean over folds) and the worst speaker (lowest mean over seeds)."""
+    accuracy = {(row["speaker"], row["seed"]): row["test_accuracy"] for row in rows}
+    speakers = sorted({speaker for speaker, _ in accuracy})
+    seeds = sorted({seed for _, seed in accuracy})
+    per_speaker = {s: runs.spread(accuracy[s, seed] for seed in seeds) for s in speakers}
+    fold_means = [statistics.fmean(accuracy[s, seed] for s in speakers) for seed in seeds]
+    worst = min(speakers, key=lambda s: per_speaker[s]["mean"])
+    return {"per_speaker": per_speaker, "mean": runs.spread(fold_means),
+            "worst": {"speaker": worst, **per_speaker[worst]}}
+
+
+class Trainer:
+    """Trains runs/generalization/<name>/seed<N> once per invocation (parts share them)."""
+
+    def __init__(self, quick: bool):
+        self.quick, self.done = quick, {}
+
+    def __call__(self, name: str, overrides: list[str], seed: int) -> dict:
+        folder = runs.run_dir(name, seed, self.quick, GROUP)
+        if folder not in self.done:
+            quick = ["trainer.epochs=1"] if self.quick else []
+            run = runs.train([*overrides, *quick], seed, folder)
+            summary = run["summary"]
+            self.done[folder] = {
+                "seed": seed, "run_dir": meta.relative(folder), "command": run["command"],
+                "test_accuracy": summary["test_accuracy"], "test_clips": summary["clips"]["test"],
+                "val_accuracy": summary["val_accuracy"], "wall_seconds": run["wall_seconds"]}
+        return dict(self.done[folder])
+
+
+def model(run: dict) -> Recognizer:
+    return Recognizer(meta.REPO / run["run_dir"] / "model.onnx")
+
+
+def predicted(recognizer: Recognizer, clips: np.ndarray) -> list[str]:
+    return [recognizer.labels[i] for i in recognizer.probabilities(clips).argmax(1)]
+
+
+def fsdd_files(fsdd: Path) -> list[Path]:
+    return sorted(p for p in fsdd.glob("*.wav") if NAME.match(p.name))
+
+
+def bench_command(part: str, seeds: list[int], extra: list[str] = ()) -> str:
+    return " ".join(["python -m benchmarks.bench_generalization --only", part, "--seeds",
+                     *map(str, seeds), *extra])
+
+
+# ---------------------------------------------------------------------------- parts
+
+def loso(args, train: Trainer) -> dict:
+    speakers = sorted({NAME.match(p.name)["speaker"] for p in fsdd_files(args.fsdd)})
+    if args.quick:
+        speakers = speakers[:2]
+    base = [f"recipe={args.recipe}", f"data.root={args.fsdd}", *args.override]
+    rows = [{"speaker": speaker,
+             **train(f"loso {args.recipe} {speaker}", [*base, f"data.test_speakers=[{speaker}]"],
+                     seed)}
+            for speaker in speakers for seed in args.seeds]
+    return {"recipe": args.recipe, "overrides": args.override,
+            "command": bench_command("loso", args.seeds, recipe_arguments(args)),
+            "folds": rows, **loso_summary(rows)}
+
+
+def probes(held_out: Path, rate: int, count: int = 20) -> dict[str, list[np.ndarray]]:
+    """Clips that hold nothing said: digital silence of several lengths (100 samples to 3 s),
+    and ``count`` random cuts of the held-out noise, 100 samples long at -40 dBFS RMS or 1 s
+    long at -60 dBFS RMS."""
+    noise = [audio.load(path, rate) for path in sorted(held_out.glob("*.wav"))]
+    rng = np.random.default_rng(0)
+
+    def cuts(length: int, dbfs: float) -> list[np.ndarray]:
+        out = []
+        for _ in range(count):
+            source = noise[rng.integers(len(noise))]
+            start = int(rng.integers(len(source) - length))
+            cut = source[start : start + length]
+            out.append(cut * np.float32(10 ** (dbfs / 20) / max(np.sqrt(np.mean(cut**2)), 1e-9)))
+        return out
+
+    return {"digital silence": [np.zeros(n, np.float32) for n in (100, rate // 2, rate, 3 * rate)],
+            "100 samples of noise at -40 dBFS": cuts(100, -40.0),
+            "1 s of noise at -60 dBFS": cuts(rate, -60.0)}
+
+
+def synth2real(args, train: Trainer) -> dict:
+    files = fsdd_files(args.fsdd)
+    truth = [DIGIT_WORDS[int(NAME.match(p.name)["digit"])] for p in files]
+    _, held_out = split_noise(args.noise, meta.RESULTS / "noise_halves")
+    digits, default = [], []
+    for seed in args.seeds:
+        run = train("synthetic/digits", ["recipe=synthetic/digits",
+                                         f"data.test_root={args.fsdd}"], seed)
+        recognizer = model(run)
+        waves = np.stack([recognizer.load(p) for p in files])
+        said = predicted(recognizer, waves)
+        digits.append({**run, "fsdd_clips": len(files),
+                       "fsdd_accuracy": float(np.mean([a == b for a, b in zip(said, truth)]))})
+
+        run = train(DEFAULT_MODEL, [f"recipe={DEFAULT_MODEL}"], seed)
+        recognizer = model(run)
+        said = predicted(recognizer, np.stack([recognizer.load(p) for p in files]))
+        row = {**run, "fsdd_unknown_share": said.count(UNKNOWN) / len(said),
+               "fsdd_predictions": {label: said.count(label) for label in sorted(set(said))}}
+        if SILENCE in recognizer.labels:
+            row["silence_share"] = {}
+            for kind, clips in probes(held_out, recognizer.sample_rate).items():
+                got = predicted(recognizer, np.stack([recognizer.prepare(c) for c in clips]))
+                row["silence_share"][kind] = got.count(SILENCE) / len(got)
+        default.append(row)
+    result = {"command": bench_command("synth2real", args.seeds),
+              "digits": {"recipe": "synthetic/digits", "seeds": digits,
+                         "fsdd_accuracy": spread_of(digits, "fsdd_accuracy")},
+              "default": {"recipe": DEFAULT_MODEL, "seeds": default,
+                          "fsdd_unknown_share": spread_of(default, "fsdd_unknown_share")}}
+    if all("silence_share" in row for row in default):
+        result["default"]["silence_share"] = {
+            kind: runs.spread(row["silence_share"][kind] for row in default)
+            for kind in default[0]["silence_share"]}
+    return result
+
+
+def false_keywords(model_path: Path, held_out: Path) -> dict:
+    """`speechrnn detect` (default settings) over each held-out noise file: events per hour."""
+    per_file, seconds = {}, 0.0
+    for path in sorted(held_out.glob("*.wav")):
+        events = [event.to_dict() for event in detect(model_path, path)]
+        per_file[path.name] = [{k: e[k] for k in ("label", "start", "score")} for e in events]
+        seconds += sf.info(str(path)).duration
+    count = sum(map(len, per_file.values()))
+    return {"noise_seconds": seconds, "false_keywords": count,
+            "false_keywords_per_hour": count / seconds * 3600, "events": per_file}
+
+
+def noise(args, train: Trainer) -> dict:
+    train_half, held_out = split_noise(args.noise, meta.RESULTS / "noise_halves")
+    models = {DEFAULT_MODEL: [f"recipe={DEFAULT_MODEL}"],
+              "fsdd/kws": ["recipe=fsdd/kws", f"data.root={args.fsdd}",
+                           f"data.noise_dir={train_half}"]}
+    result = {"command": bench_command("noise", args.seeds), "threshold": Settings.threshold,
+              "tolerance_s": TOLERANCE_S, "models": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        recording = long_recordings(args.fsdd, held_out, Path(tmp),
+                                    120.0 if args.quick else 3600.0)["hour"]
+        result["digit_recording_seconds"] = recording["seconds"]
+        for name, overrides in models.items():
+            rows = []
+            for seed in args.seeds:
+                run = train(name, overrides, seed)
+                path = meta.REPO / run["run_dir"] / "model.onnx"
+                row = {**run, **false_keywords(path, held_out)}
+                if name == "fsdd/kws":  # the digits model: recall on the spoken digits
+                    row["digits"] = score(detect(path, recording["path"]), recording["reference"],
+                                          TOLERANCE_S)
+                rows.append(row)
+            summary = {"seeds": rows,
+                       "false_keywords_per_hour": spread_of(rows, "false_keywords_per_hour")}
+            if "digits" in rows[0]:
+                summary["digit_recall"] = runs.spread(r["digits"]["recall"] for r in rows)
+                summary["digit_precision"] = runs.spread(r["digits"]["precision"] for r in rows)
+            result["models"][name] = summary
+    return result
+
+
+def channel(args, train: Trainer) -> dict:
+    grid = conditions()
+    seeds = []
+    for seed in args.seeds:
+        run = train(f"channel {args.recipe}",
+                    [f"recipe={args.recipe}", f"data.root={args.fsdd}", *args.override], seed)
+        recognizer = model(run)
+        cfg = OmegaConf.load(meta.REPO / run["run_dir"] / "config.yaml")
+        test = build_splits(cfg.data).test
+        waves = [recognizer.load(clip.path) for clip in test]
+        truth = [clip.label for clip in test]
+        accuracy = []
+        for condition in grid:
+            clips = np.stack([degrade(w, recognizer.sample_rate, condition, i)
+                              for i, w in enumerate(waves)])
+            said = predicted(recognizer, clips)
+            accuracy.append(float(np.mean([a == b for a, b in zip(said, truth)])))
+        seeds.append({**run, "accuracy": accuracy})
+    rows = []
+    for i, condition in enumerate(grid):
+        rows.append({**condition, "name": condition_name(condition),
+                     "accuracy": runs.spread(s["accuracy"][i] for s in seeds),
+                     "drop_points": runs.spread(100 * (s["accuracy"][0] - s["accuracy"][i])
+                                                for s in seeds)})
+    return {"recipe": args.recipe, "overrides": args.override,
+            "command": bench_command("channel", args.seeds, recipe_arguments(args)),
+            "test_clips": seeds[0]["test_clips"], "band_hz": BAND_HZ,
+            "narrow_rate": NARROW_RATE, "room": ROOM, "seeds": seeds, "conditions": rows}
+
+
+def recipe_arguments(args) -> list[str]:
+    return ["--recipe", args.recipe, *(f"--override '{o}'" for o in args.override)]
+
+
+RUNNERS = {"loso": loso, "synth2real": synth2real, "noise": noise, "channel": channel}
+
+
+# ---------------------------------------------------------------------------- main
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=PARTS, metavar="PART",
+                        help=f"run only these parts ({', '.join(PARTS)})")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
+                        help="trainer.seed values; results are their mean and std")
+    parser.add_argument("--recipe", default="fsdd/gru", help="the FSDD recipe of loso and channel")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="a Hydra override added to loso's and channel's trainings")
+    parser.add_argument("--fsdd", type=Path, default=FSDD, help="the FSDD recordings folder")
+    parser.add_argument("--noise", type=Path, default=NOISE, help="the noise recordings folder")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: one epoch a training, two LOSO folds (not meaningful)")
+    args = parser.parse_args(argv)
+    for folder in (args.fsdd, args.noise):
+        if not folder.is_dir():
+            raise SystemExit(f"{folder} not found; pass --fsdd / --noise")
+    parts = args.only or list(PARTS)
+
+    started = meta.start()
+    train = Trainer(args.quick)
+    measured = {}
+    for part in parts:
+        print(f"--- {part}", flush=True)
+        measured[part] = RUNNERS[part](args, train)
+    out = meta.result_path("generalization", args.quick)
+    # --only replaces its parts and keeps the others (with the meta of their own run).
+    earlier = json.loads(out.read_text()) if out.is_file() and not args.quick else {}
+    for part, kept in earlier.get("parts", {}).items():
+        if part in PARTS and part not in measured:
+            measured[part] = {"meta": earlier["meta"], **kept} if "meta" not in kept else kept
+    meta.write("generalization",
+               {"targets": TARGETS, "parts": {p: measured[p] for p in PARTS if p in measured}},
+               started, threads={"torch": "default (one per core)",
+                                 "onnxruntime": "default (one per core)"}, quick=args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""README section of benchmarks/bench_generalization.py: each part it measured, mean ± std
+over seeds, against issue 11's targets."""
+
+from __future__ import annotations
+
+from ..bench_generalization import PARTS
+from .fmt import conditions, pct
+
+
+def _pct(spread: dict) -> str:
+    return f"{pct(spread['mean'])} ± {100 * spread['std']:.1f}"
+
+
+def _seeds(rows: list[dict]) -> str:
+    return f"{len(rows)} seed{'s' * (len(rows) != 1)}"
+
+
+def _target(met: bool, text: str) -> str:
+    return f"target {text}: {'met' if met else 'missed'}"
+
+
+def _loso(part: dict, targets: dict) -> list[str]:
+    seeds = sorted({row["seed"] for row in part["folds"]})
+    clips = {row["speaker"]: row["test_clips"] for row in part["folds"]}
+    mean, worst = part["mean"], part["worst"]
+    lines = [f"**Leave one speaker out** (`{part['recipe']}`"
+             + "".join(f" `{o}`" for o in part["overrides"])
+             + f", {_seeds(seeds)}): mean over the {len(clips)} folds {_pct(mean)} "
+             f"({_target(mean['mean'] >= targets['loso_mean'], pct(targets['loso_mean'], 0))}), "
+             f"worst speaker `{worst['speaker']}` {_pct(worst)} "
+             f"({_target(worst['mean'] >= targets['loso_worst'], pct(targets['loso_worst'], 0))}).",
+             "", "| held-out speaker | " + " | ".join(f"`{s}`" for s in part["per_speaker"]) + " |",
+             "|---|" + "---|" * len(part["per_speaker"]),
+             "| test accuracy | " + " | ".join(_pct(s) for s in part["per_speaker"].values()) + " |"]
+    return lines
+
+
+def _synth2real(part: dict, targets: dict) -> list[str]:
+    digits, default = part["digits"], part["default"]
+    accuracy, unknown = digits["fsdd_accuracy"], default["fsdd_unknown_share"]
+    clips = digits["seeds"][0]["fsdd_clips"]
+    lines = [f"**Synthetic -> real** ({_seeds(digits['seeds'])}): `synthetic/digits` on all "
+             f"{clips:,} FSDD clips {_pct(accuracy)} "
+             f"({_target(accuracy['mean'] >= targets['synth2real_accuracy'], pct(targets['synth2real_accuracy'], 0))}); "
+             f"`{default['recipe']}` (no digit words) calls {_pct(unknown)} of them `_unknown_` "
+             f"({_target(unknown['mean'] >= targets['fsdd_unknown_share'], pct(targets['fsdd_unknown_share'], 0))})."]
+    if "silence_share" in default:
+        lines[-1] += (" Share called `_silence_`: " + ", ".join(
+            f"{kind} {_pct(share)}" for kind, share in default["silence_share"].items()) + ".")
+    return lines
+
+
+def _noise(part: dict, targets: dict) -> list[str]:
+    limit, recall_target = targets["false_keywords_per_hour"], targets["digit_recall"]
+    first = next(iter(part["models"].values()))["seeds"][0]
+    lines = [f"**Real noise** (`speechrnn detect`, threshold {part['threshold']:g}, on "
+             f"{first['noise_seconds'] / 60:.1f} min of held-out noise and a "
+             f"{part['digit_recording_seconds'] / 60:.0f}-minute recording of FSDD test digits):",
+             "", "| model | false keywords per hour | digits: precision / recall |", "|---|---|---|"]
+    for name, model in part["models"].items():
+        false = model["false_keywords_per_hour"]
+        cell = (f"{false['mean']:.1f} ± {false['std']:.1f} "
+                f"({_target(false['mean'] <= limit, f'<= {limit:g}')})")
+        digits = "n/a (no digit words)"
+        if "digit_recall" in model:
+            recall = model["digit_recall"]
+            digits = (f"{model['digit_precision']['mean']:.3f} / {recall['mean']:.3f} ± "
+                      f"{recall['std']:.3f} ({_target(recall['mean'] >= recall_target, f'{recall_target:g}')})")
+        lines.append(f"| `{name}` ({_seeds(model['seeds'])}) | {cell} | {digits} |")
+    return lines
+
+
+def _channel(part: dict, targets: dict) -> list[str]:
+    rows = part["conditions"]
+    limit = targets["channel_drop_points"]
+    worst = max(rows, key=lambda row: row["drop_points"]["mean"])
+    low, high = part["band_hz"]
+    lines = [f"**Channel** (`{part['recipe']}`, official split, {part['test_clips']} test clips, "
+             f"{_seeds(part['seeds'])}; {low:g}-{high:g} Hz band-pass, resampling through "
+             f"{part['narrow_rate'] / 1000:g} kHz, peak level, a synthetic room with RT60 "
+             f"{part['room']['rt60_min']:g}-{part['room']['rt60_max']:g} s; every clip rounded "
+             "to 16 bits): accuracy, and its drop against the clean clips in points. Largest "
+             f"drop: {worst['name']}, {worst['drop_points']['mean']:.1f} points "
+             f"({_target(worst['drop_points']['mean'] <= limit, f'<= {limit:g} points')}).", ""]
+    levels = []
+    for row in rows:
+        if row["level_dbfs"] not in levels:
+            levels.append(row["level_dbfs"])
+    lines += ["| channel | " + " | ".join("as recorded" if level is None else f"{level:g} dBFS peak"
+                                         for level in levels) + " |",
+              "|---|" + "---|" * len(levels)]
+    by = {}
+    for row in rows:
+        by.setdefault((row["channel"], row["room"]), []).append(row)
+    for (channel, room), cells in by.items():
+        lines.append(f"| {channel}{', room' if room else ''} | " + " | ".join(
+            f"{_pct(c['accuracy'])} ({0.0 - c['drop_points']['mean']:+.1f})" for c in cells) + " |")
+    return lines
+
+
+RENDER = {"loso": _loso, "synth2real": _synth2real, "noise": _noise, "channel": _channel}
+
+
+def render(result: dict) -> str:
+    parts, lines = result["parts"], []
+    for name in PARTS:
+        if name in parts:
+            lines += [*RENDER[name](parts[name], result["targets"]), ""]
+    missing = [name for name in PARTS if name not in parts]
+    commands = "; ".join(f"`{parts[name]['command']}`" for name in PARTS if name in parts)
+    lines.append(f"Reproduce with {commands}.")
+    if missing:
+        lines[-1] += (" Not measured at this commit: " + ", ".join(f"`{m}`" for m in missing)
+                      + " (`python -m benchmarks.bench_generalization --only PART`).")
+    lines += ["", conditions(result["meta"])]
+    earlier = [name for name in PARTS if "meta" in parts.get(name, {})]
+    if earlier:
+        lines[-1] += " Parts from an earlier run: " + "; ".join(
+            f"`{name}` {parts[name]['meta']['date'][:10]} at `{parts[name]['meta']['commit']}`"
+            for name in earlier) + "."
+    return "\n".join(lines)
