@@ -1,0 +1,80 @@
+"""benchmarks/bench_generalization.py: its leave-one-speaker-out summary (pure arithmetic, on
+made-up accuracies) and the channel conditions it applies to real FSDD clips."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks import bench_generalization as g
+from speechrnn import audio
+
+RATE = 16000
+
+
+def band_energy(samples: np.ndarray, low: float, high: float) -> float:
+    spectrum = np.abs(np.fft.rfft(samples)) ** 2
+    hz = np.fft.rfftfreq(samples.size, 1 / RATE)
+    return float(spectrum[(hz >= low) & (hz < high)].sum())
+
+
+@pytest.fixture
+def clip(fsdd_root) -> np.ndarray:
+    """A real FSDD clip as the models read it (16 kHz, 1 s), at 0 dBFS peak for a clear margin."""
+    return g.at_peak(audio.load(fsdd_root / "0_george_0.wav", RATE, RATE), 0.0)
+
+
+def test_loso_summary_means_worst_and_spread_over_seeds():
+    table = {"ann": [0.90, 0.92, 0.94], "bob": [0.80, 0.70, 0.90], "cy": [1.0, 1.0, 1.0]}
+    rows = [{"speaker": s, "seed": seed, "test_accuracy": a}
+            for s, accuracies in table.items() for seed, a in enumerate(accuracies)]
+    summary = g.loso_summary(rows)
+    assert summary["per_speaker"]["ann"]["mean"] == pytest.approx(0.92)
+    assert summary["per_speaker"]["ann"]["std"] == pytest.approx(0.02)
+    # Each seed's mean over folds: 0.9, 0.8733, 0.9467; their mean and sample std.
+    fold_means = [np.mean([table[s][seed] for s in table]) for seed in range(3)]
+    assert summary["mean"]["mean"] == pytest.approx(np.mean(fold_means))
+    assert summary["mean"]["std"] == pytest.approx(np.std(fold_means, ddof=1))
+    assert summary["worst"]["speaker"] == "bob"
+    assert summary["worst"]["mean"] == pytest.approx(0.80)
+    one_seed = g.loso_summary([row for row in rows if row["seed"] == 0])
+    assert one_seed["mean"] == {"mean": pytest.approx(0.9), "std": 0.0}
+
+
+def test_band_limit_removes_the_energy_outside_the_telephone_band(clip):
+    limited = g.band_limit(clip, RATE)
+    for low, high in ((0, 150), (4500, 8000)):
+        assert band_energy(clip, low, high) > 0
+        assert band_energy(limited, low, high) < 1e-3 * band_energy(clip, low, high), (low, high)
+    inside = band_energy(limited, 500, 3000) / band_energy(clip, 500, 3000)
+    assert 0.5 < inside < 1.5
+
+
+def test_through_8k_drops_the_band_above_4k(clip):
+    noisy = clip + np.random.default_rng(0).standard_normal(clip.size).astype(np.float32) * 0.01
+    narrowed = g.through_rate(noisy, RATE)
+    assert narrowed.shape == clip.shape
+    assert band_energy(narrowed, 4500, 8000) < 1e-2 * band_energy(noisy, 4500, 8000)  # > 20 dB down
+
+
+@pytest.mark.parametrize("dbfs", g.LEVELS_DBFS[1:])
+def test_levels_hit_the_target_peak_after_16_bit_rounding(clip, dbfs):
+    condition = {"channel": "clean", "room": False, "level_dbfs": dbfs}
+    out = g.degrade(clip, RATE, condition, 0)
+    assert 20 * np.log10(np.abs(out).max()) == pytest.approx(dbfs, abs=0.01)
+    assert np.array_equal(out * 32768, np.round(out * 32768))  # what a 16-bit WAV holds
+
+
+def test_the_room_is_the_same_for_every_model_and_run(clip):
+    room = {"channel": "300-3400 Hz", "room": True, "level_dbfs": -20.0}
+    first, again = g.degrade(clip, RATE, room, 3), g.degrade(clip, RATE, room, 3)
+    assert np.array_equal(first, again)
+    dry = g.degrade(clip, RATE, {**room, "room": False}, 3)
+    assert not np.allclose(first, dry)
+    assert g.degrade(np.zeros(RATE, np.float32), RATE, room, 0).max() == 0.0  # silence stays
+
+
+def test_conditions_start_with_the_clean_clips():
+    grid = g.conditions()
+    assert grid[0] == {"channel": "clean", "room": False, "level_dbfs": None}
+    assert len(grid) == len({g.condition_name(c) for c in grid}) == 2 * 3 * 4
