@@ -4,11 +4,11 @@ Vanishing gradients: on a batch of real clips, the norm of dLoss/dh_t for every 
 h_t is the last recurrent layer's state (forward-only encoders) and the derivative is the total
 one, through every later step of the recurrence. For trained runs (``speechrnn gradients
 runs/rnn runs/lstm runs/gru``) or for freshly initialised rnn, lstm and gru models built from
-a recipe (``speechrnn gradients recipe=compare/cells``). The loss is the cross-entropy summed
-over the batch, so the gradient at clip b is that clip's own loss gradient; the plot shows its
-mean over the clips, with the 25-75 % band. With ``model.pooling=last`` an earlier frame
-reaches the loss only through the recurrence, so ||dL/dh_1|| / ||dL/dh_T|| says how much of
-the start of the clip the gradient still sees.
+a recipe (``speechrnn gradients recipe=compare/cells model.pooling=last data.root=DIR``). The
+loss is the cross-entropy summed over the batch, so the gradient at clip b is that clip's own
+loss gradient; the plot shows its mean over the clips, with the 25-75 % band. With
+``model.pooling=last`` an earlier frame reaches the loss only through the recurrence, so
+||dL/dh_1|| / ||dL/dh_T|| says how much of the start of the clip the gradient still sees.
 
 Exploding gradients: a relu RNN whose recurrent matrices start as ``gain`` times an orthogonal
 matrix (every singular value = gain), trained for a few SGD steps on one fixed batch of train
@@ -294,7 +294,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
                     "models from a recipe) and an exploding-gradient run with and without "
                     "clipping.",
         epilog="examples:\n  speechrnn gradients runs/rnn runs/lstm runs/gru\n"
-               "  speechrnn gradients recipe=compare/cells data.root=../shared/data/fsdd/recordings",
+               "  speechrnn gradients recipe=compare/cells model.pooling=last "
+               "data.root=../shared/data/fsdd/recordings",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="*",
                         help="run dirs / checkpoints, or Hydra overrides for fresh models")

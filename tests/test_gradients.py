@@ -4,6 +4,8 @@ command writes its plots and JSON for fresh models and for trained runs."""
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,7 @@ from speechrnn.errors import SpeechRNNError
 from speechrnn.gradients import hidden_gradient_norms, main
 from speechrnn.models import build_model
 
+REPO = Path(__file__).resolve().parent.parent
 RATE = 8000
 LABELS = [str(d) for d in range(10)]
 FEATURES = dict(n_fft=256, win_length=200, hop_length=80, n_mels=20, n_mfcc=13)
@@ -125,6 +128,21 @@ def test_cli_on_a_trained_run(fsdd_root, tmp_path):
     (profile,) = json.loads((tmp_path / "out" / "gradients.json").read_text())["profiles"]
     assert profile["trained"] and profile["cell"] == "gru" and len(profile["mean"]) == 51
     assert not (tmp_path / "out" / "exploding.json").exists()
+
+
+def test_the_readme_example_shows_the_vanilla_rnn_gradient_vanish(fsdd_root, tmp_path, monkeypatch):
+    """The README's `speechrnn gradients recipe=...` line, run as written from the repository's
+    folder (its data.root is ../shared/data, where fsdd_root is), on 4 clips without the
+    exploding part: the gradient that reaches the first frame is a vanishing part of the last's."""
+    (line,) = [line for line in (REPO / "README.md").read_text().splitlines()
+               if line.startswith("speechrnn gradients recipe=")]
+    program, command, *args = shlex.split(line)
+    assert (program, command) == ("speechrnn", "gradients")
+    monkeypatch.chdir(REPO)
+    assert main([*args, "--clips", "4", "--exploding-steps", "0", "--out", str(tmp_path)]) == 0
+    ratios = {p["cell"]: p["ratio_first_last"]
+              for p in json.loads((tmp_path / "gradients.json").read_text())["profiles"]}
+    assert ratios["rnn"] < 1e-3 and ratios["rnn"] == min(ratios.values()), ratios
 
 
 def test_bad_arguments_are_user_errors(tmp_path):
