@@ -96,17 +96,17 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
-    if argv[0] == "train" and argv[1:2] and argv[1] in SHELL_COMPLETION:
-        argv = argv[1:]  # the form --hydra-help shows: completion for the whole CLI
     if argv[0] in SHELL_COMPLETION:
-        return complete(argv)
+        argv = ["train", *argv]  # the same as the form --hydra-help shows: `speechrnn train -sc ...`
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"speechrnn: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     try:
-        module = importlib.import_module(COMMANDS[name][0])
-        code = int(module.main(rest) or 0)
+        if name == "train" and rest[:1] and rest[0] in SHELL_COMPLETION:
+            code = complete(rest)  # for the whole CLI, not the train app alone
+        else:
+            code = int(importlib.import_module(COMMANDS[name][0]).main(rest) or 0)
         sys.stdout.flush()  # a full disk or closed pipe behind stdout shows here, not at exit
         return code
     except SpeechRNNError as exc:
