@@ -157,6 +157,9 @@ class DataConfig:
     # with its labels mapped onto the training labels (digits "0".."9" <-> "zero".."nine").
     test_source: Optional[DataSource] = None
     test_root: Optional[str] = None
+    # Mixed source: synthetic renderings (data.synth settings) of each listed label's word join
+    # the training split; validation and test stay real. Label -> word to say, e.g. {"0": zero}.
+    mix_synthetic: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -199,6 +199,24 @@ def test_fsdd_held_out_speaker(fsdd_root):
                                 test_speakers=["bob"]))
 
 
+def test_mixed_source_adds_synthetic_voices_to_training_only(fsdd_root):
+    real = build_splits(DataConfig(source="fsdd", root=str(fsdd_root), silence=False,
+                                   test_speakers=["george"]))
+    mixed_cfg = DataConfig(source="fsdd", root=str(fsdd_root), silence=False, test_speakers=["george"],
+                           mix_synthetic={"3": "three", "7": "seven"})
+    mixed_cfg.synth.per_word = 4
+    mixed = build_splits(mixed_cfg)
+    assert (mixed.val, mixed.test, mixed.labels) == (real.val, real.test, real.labels)
+    added = mixed.train[len(real.train):]
+    assert mixed.train[: len(real.train)] == real.train
+    assert Counter(c.label for c in added) == {"3": 4, "7": 4}
+    assert all(Path(c.path).parent.name == {"3": "three", "7": "seven"}[c.label] for c in added)
+    assert {c.speaker for c in added}.isdisjoint(c.speaker for c in real.train)
+    mixed_cfg.mix_synthetic = {"ten": "ten"}
+    with pytest.raises(SpeechRNNError, match=r"data.mix_synthetic names labels \['ten'\]"):
+        build_splits(mixed_cfg)
+
+
 def test_fsdd_silence_class_is_cut_from_data_noise_dir(fsdd_root, noise_root):
     cfg = DataConfig(source="fsdd", root=str(fsdd_root), silence=True, noise_dir=str(noise_root))
     splits = build_splits(cfg)

@@ -65,7 +65,30 @@ def build_splits(cfg) -> Splits:
     splits = _read_splits(cfg)
     if getattr(cfg, "test_source", None) is not None:
         splits.test = _cross_corpus_test(cfg, splits.labels)
+    if getattr(cfg, "mix_synthetic", None):
+        splits.train += _synthetic_training_clips(cfg, splits.labels)
     return splits
+
+
+def _synthetic_training_clips(cfg, labels: list[str]) -> list[Clip]:
+    """Every clip of a synthetic render of ``data.mix_synthetic``'s words (all its splits: its
+    speakers are none of the corpus's), labelled with the corpus's labels."""
+    from .synthetic import ensure_rendered
+
+    mapping = dict(cfg.mix_synthetic)
+    strangers = sorted(set(mapping) - set(labels))
+    if strangers:
+        raise SpeechRNNError(f"data.mix_synthetic names labels {strangers} that the data does "
+                             f"not have; use labels from {labels}")
+    words = list(dict.fromkeys(mapping.values()))
+    render_cfg = OmegaConf.merge(cfg, {"source": "synthetic", "root": None, "words": words,
+                                       "unknown": False})
+    root = Path(ensure_rendered(render_cfg))
+    clips = [Clip(str(path), label, speaker=speech_commands.speaker_of(path.name))
+             for label, word in mapping.items() for path in sorted((root / word).glob("*.wav"))]
+    log.info("data.mix_synthetic: %d synthetic training clips of %d labels from %s", len(clips),
+             len(mapping), root)
+    return clips
 
 
 def _label_aliases() -> dict[str, str]:
