@@ -8,8 +8,9 @@ still run. ``--quick`` runs the modules that define ``QUICK_ARGV`` (the argument
 smoke run) with it and skips the others; smoke runs write *_quick.json, which the README never
 reads. Ends with the JSON files the benchmarks wrote and, after a full run, regenerates the
 README's measured sections from them (``python -m benchmarks.report``); exits 1 if any failed.
-A full run takes about an hour on 2 cores (bench_training about 30 min, bench_inference about
-15 min, or 25 with its models still to train).
+A full run takes about four hours on 2 cores: bench_generalization about 2.5-3 hours (36
+trainings), bench_training about 30 min, bench_inference about 15 min (25 with its models still
+to train).
 """
 
 from __future__ import annotations
