@@ -30,7 +30,7 @@ standard deviation over seeds. Parts (``--only`` runs some and keeps the others'
 Writes benchmarks/results/generalization.json, each part with the command that reproduces it
 and each run with its `speechrnn train` line. At full budget on 2 cores, about: loso 90 min
 (18 trainings), synth2real 30-40 min (6), noise 25 min (3 + synthetic/gru's, shared with
-synth2real in one invocation), channel 15 min (3). ``--quick``: one epoch per training, two
+synth2real in one invocation), channel 20 min (3). ``--quick``: one epoch per training, two
 LOSO folds, a 2-minute digit recording, into runs-quick/ and generalization_quick.json.
 """
 
