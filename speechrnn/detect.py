@@ -49,7 +49,8 @@ import soundfile as sf
 from . import audio
 from .errors import AudioError, SpeechRNNError, UsageError
 from .predict import plural
-from .runtime import Recognizer, StreamingRecognizer, open_model, read_blocks
+from .runtime import (ModelOutputError, Recognizer, StreamingRecognizer, check_scores, open_model,
+                      read_blocks)
 
 # Labels that are never keywords (speechrnn.data.base.SILENCE / UNKNOWN; not imported from
 # there, as that module needs torch).
@@ -421,9 +422,13 @@ class Settings:
 
 def detect(model: str | os.PathLike, path: str | os.PathLike, settings: Settings = Settings(),
            threads: Optional[int] = None) -> Iterator[Event]:
-    """Keyword events in a long recording, in order, as they are found."""
-    return detect_stream(model, lambda rate: read_blocks(path, rate, settings.block), settings,
-                         threads)
+    """Keyword events in a long recording, in order, as they are found. A model that scores
+    the recording NaN is an AudioError of the recording, as a file that cannot be read is."""
+    try:
+        yield from detect_stream(model, lambda rate: read_blocks(path, rate, settings.block),
+                                 settings, threads)
+    except ModelOutputError as exc:
+        raise AudioError(path, str(exc)) from None
 
 
 def detect_stream(model: str | os.PathLike, blocks_at: Callable[[int], Iterable[np.ndarray]],
@@ -461,6 +466,7 @@ def detect_stream(model: str | os.PathLike, blocks_at: Callable[[int], Iterable[
     tracker = EventTracker(info.labels, settings.threshold, settings.threshold * settings.release,
                            max(1, round(settings.smooth / step)), settings.merge)
     for posteriors in source:
+        check_scores(info, posteriors.probs)
         yield from tracker.push(posteriors)
     # Only the last events can reach past the end (the last windows are padded there).
     for event in tracker.close():

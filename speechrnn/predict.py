@@ -32,7 +32,7 @@ except ImportError:  # tqdm comes with the [train] extra; the bare runtime shows
 
 from .audio import AUDIO_EXTENSIONS
 from .errors import AudioError, SpeechRNNError
-from .runtime import Recognizer
+from .runtime import ModelOutputError, Recognizer
 
 FORMATS = ("table", "json", "csv")
 PROGRESS_MIN_FILES = 200  # shorter lists finish before a bar would tell anything
@@ -87,7 +87,10 @@ def _classify_batch(recognizer: Recognizer, paths: list[str], top_k: int) -> lis
     probs = iter(recognizer.probabilities(np.stack(clips), len(clips)) if clips else [])
     for row in rows:
         if "error" not in row:
-            row.update(recognizer.decide(next(probs), top_k).to_dict())
+            try:
+                row.update(recognizer.decide(next(probs), top_k).to_dict())
+            except ModelOutputError as exc:
+                row["error"] = str(exc)
     return rows
 
 

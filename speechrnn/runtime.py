@@ -28,6 +28,11 @@ FORMAT_KEY = "speechrnn_format"
 # Keys a model may lack and still run: the model card (speechrnn/card.py) is documentation,
 # and files exported before it existed have none. Present, it must be a JSON object.
 OPTIONAL_KEYS = frozenset({"model_card"})
+# The sample rates a model may have (DataConfig.sample_rate's bounds) and the longest clip it
+# may take (DataConfig.clip_seconds'): beyond them a file is corrupt or hostile, and preparing
+# its input could take more memory than the machine has.
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1_000, 384_000
+MAX_CLIP_SECONDS = 60
 
 AudioInput = Union[str, os.PathLike, np.ndarray]
 
@@ -55,18 +60,25 @@ class ModelInfo:
             raise SpeechRNNError(f"{path}: not a speechrnn model (no {FORMAT_KEY!r} in its "
                                  "metadata); export one with `speechrnn export RUN_DIR`")
         reader = _MetadataReader(path, meta)
-        fmt = reader.positive(FORMAT_KEY)
+        fmt = reader.integer(FORMAT_KEY, 1)
         if fmt > FORMAT:
             raise SpeechRNNError(f"{path}: written in speechrnn model format {fmt}, this version "
                                  f"reads format {FORMAT}; upgrade speechrnn")
         labels = reader.json("labels", list)
         if len(labels) < 2 or not all(isinstance(x, str) for x in labels):
             reader.bad("labels", "must be a JSON list of at least 2 strings")
+        for label in labels:  # printed as they are: an escape sequence would reach the terminal
+            if not label or not label.isprintable():
+                reader.bad("labels", f"holds {label!r}; a label must be non-empty printable text "
+                                     "(no control characters or line breaks)")
         streaming = reader.json("streaming", bool)
+        features = reader.json("features", dict)
+        sample_rate = reader.integer("sample_rate", MIN_SAMPLE_RATE, MAX_SAMPLE_RATE)
         info = cls(
-            path=path, labels=labels,
-            sample_rate=reader.positive("sample_rate"), clip_samples=reader.positive("clip_samples"),
-            features=reader.json("features", dict), model=reader.json("model", dict),
+            path=path, labels=labels, sample_rate=sample_rate,
+            clip_samples=reader.integer("clip_samples", reader.min_samples(features),
+                                        MAX_CLIP_SECONDS * sample_rate),
+            features=features, model=reader.json("model", dict),
             version=reader.text("speechrnn_version"),
             test_accuracy=reader.json("test_accuracy", (float, int, type(None))),
             quantize=reader.text("quantize"), streaming=streaming,
@@ -106,11 +118,19 @@ class _MetadataReader:
             self.bad(key, f"has the wrong type ({raw[:40]!r})")
         return value
 
-    def positive(self, key: str) -> int:
+    def integer(self, key: str, low: int, high: Optional[int] = None) -> int:
         value = self.json(key, int)
-        if value <= 0:
-            self.bad(key, f"must be a positive integer, not {value}")
+        if value < low or (high is not None and value > high):
+            self.bad(key, f"is {value}, outside {low} to {high}" if high is not None else
+                     f"must be at least {low}, not {value}")
         return value
+
+    def min_samples(self, features: dict[str, Any]) -> int:
+        """The shortest clip the model's MFCC frontend frames (features.MFCC.min_samples)."""
+        n_fft, win_length = features.get("n_fft"), features.get("win_length")
+        if not all(type(v) is int and v > 0 for v in (n_fft, win_length)):
+            self.bad("features", "lacks the positive integers n_fft and win_length")
+        return n_fft // 2 - (n_fft - win_length) // 2 + 1
 
 
 def open_model(path: str | os.PathLike, threads: Optional[int] = None
@@ -143,11 +163,30 @@ def open_model(path: str | os.PathLike, threads: Optional[int] = None
     if not inputs or inputs[0] != "audio" or "probs" not in outputs:
         raise SpeechRNNError(f"{path}: the graph lacks the `audio` input or the `probs` output "
                              "of the speechrnn contract; re-export the model with `speechrnn export`")
-    if outputs["probs"][-1] != len(info.labels):
-        raise SpeechRNNError(f"{path}: metadata key 'labels' lists {len(info.labels)} labels but "
-                             f"the model scores {outputs['probs'][-1]}; re-export the model with "
-                             "`speechrnn export`")
+    width = (outputs["probs"] or [None])[-1]  # None, or a name, where the graph leaves it open
+    if isinstance(width, int):
+        check_width(info, width)
     return session, info
+
+
+def check_width(info: ModelInfo, width: int) -> None:
+    """Refuse a model whose ``probs`` give ``width`` scores per clip for another number of labels."""
+    if width != len(info.labels):
+        raise SpeechRNNError(f"{info.path}: metadata key 'labels' lists {len(info.labels)} labels "
+                             f"but the model scores {width}; re-export the model with "
+                             "`speechrnn export`")
+
+
+class ModelOutputError(SpeechRNNError):
+    """A model gave NaN or infinite scores: the model, not the input, is broken."""
+
+
+def check_scores(info: ModelInfo, scores: np.ndarray) -> None:
+    """ModelOutputError naming the model unless ``scores`` are all finite."""
+    if not np.isfinite(scores).all():
+        raise ModelOutputError(f"{info.path}: the model's scores are NaN or infinite; the "
+                               "model is broken (did its training diverge?): export an earlier "
+                               "checkpoint or train it again")
 
 
 def as_mono(samples: np.ndarray) -> np.ndarray:
@@ -205,7 +244,14 @@ class Recognizer:
         """A path, or an array at ``sample_rate`` (default: the model's), as the model's input."""
         if not isinstance(item, np.ndarray):
             return self.load(item)
-        samples = audio.resample(as_mono(item), sample_rate or self.sample_rate, self.sample_rate)
+        if sample_rate is None:
+            sample_rate = self.sample_rate
+        elif (isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, float, np.integer, np.floating))
+              or not audio.MIN_RATE <= sample_rate <= audio.MAX_RATE):
+            raise UsageError(f"sample_rate={sample_rate!r}: the rate of the audio array must be "
+                             f"{audio.MIN_RATE} to {audio.MAX_RATE} Hz (None: the model's rate, "
+                             f"{self.sample_rate} Hz)")
+        samples = audio.resample(as_mono(item), sample_rate, self.sample_rate)
         return audio.fix_length(samples, self.clip_samples)
 
     def probabilities(self, clips: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -213,10 +259,14 @@ class Recognizer:
         clips = np.asarray(clips, dtype=np.float32)
         out = [self.session.run(["probs"], {"audio": clips[i : i + batch_size]})[0]
                for i in range(0, len(clips), batch_size)]
+        for batch in out:
+            check_width(self.info, batch.shape[-1])
         return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
     def decide(self, probs: np.ndarray, top_k: int = 3) -> Prediction:
-        """One row of probabilities -> the best label, its score and the ``top_k`` best."""
+        """One row of probabilities -> the best label, its score and the ``top_k`` best;
+        ModelOutputError when the row is not finite."""
+        check_scores(self.info, probs)
         order = np.argsort(-probs, kind="stable")[: max(1, top_k)]
         best = [(self.labels[i], float(probs[i])) for i in order]
         return Prediction(best[0][0], best[0][1], best[:top_k])

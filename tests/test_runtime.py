@@ -121,7 +121,7 @@ def _with_metadata(source: Path, target: Path, **changes) -> Path:
     ({"speechrnn_format": "2"}, "upgrade speechrnn"),
     ({"labels": "[\"yes\", "}, "'labels' is not valid JSON"),
     ({"labels": "[\"only\"]"}, "'labels' must be a JSON list of at least 2 strings"),
-    ({"sample_rate": "0"}, "'sample_rate' must be a positive integer"),
+    ({"sample_rate": "0"}, "'sample_rate' is 0, outside 1000 to 384000"),
     ({"clip_samples": "true"}, "'clip_samples' has the wrong type"),
     ({"features": None}, "'features' is missing"),
     ({"labels": json.dumps(LABELS + ["extra"])}, "'labels' lists 5 labels but the model scores 4"),

@@ -4,6 +4,7 @@ resampling, and manifests cannot reach outside data.root."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,11 @@ from hydra import compose, initialize_config_dir
 from onnx import TensorProto, helper
 
 from hostile import tiny_model
-from speechrnn import audio, checkpoint
+from speechrnn import audio, checkpoint, cli
 from speechrnn.config import CONF_DIR
 from speechrnn.data import build_splits
 from speechrnn.errors import SpeechRNNError
-from speechrnn.runtime import OPTIONAL_KEYS, Recognizer
+from speechrnn.runtime import OPTIONAL_KEYS, ModelOutputError, Recognizer
 
 LABELS = ["zero", "one", "two"]
 
@@ -141,12 +142,119 @@ def test_every_metadata_key_is_required_and_named_when_missing(model_16k, tmp_pa
     ("sample_rate", "-16000"),
     ("sample_rate", "true"),
     ("clip_samples", "0"),
+    # Out of range: a rate outside DataConfig.sample_rate's 1-384 kHz, a clip shorter than one
+    # MFCC window (241 samples with n_fft=512, win_length=480) or longer than 60 s, labels that
+    # would write escape sequences or line breaks to the terminal.
+    ("sample_rate", "999"),
+    ("sample_rate", "384001"),
+    ("sample_rate", "1000000000000"),
+    ("clip_samples", "1"),
+    ("clip_samples", "240"),
+    ("clip_samples", str(60 * 16000 + 1)),
+    ("clip_samples", "1000000000"),
+    ("features", '{"n_fft": 512}'),
+    ("labels", '["zero", "\\u001b[2J\\u001b[31mone", "two"]'),
+    ("labels", '["zero", "one\\nfake row", "two"]'),
+    ("labels", '["zero", "", "two"]'),
 ])
 def test_garbled_metadata_is_refused_naming_the_key(model_16k, tmp_path, key, value):
     broken = with_metadata(model_16k, tmp_path / "garbled.onnx", **{key: value})
     with pytest.raises(SpeechRNNError, match=repr(key)) as caught:
         Recognizer(broken)
     assert str(broken) in str(caught.value)
+
+
+@pytest.mark.parametrize("key,value", [("sample_rate", "1000"), ("sample_rate", "384000"),
+                                       ("clip_samples", "241"), ("clip_samples", str(60 * 16000))])
+def test_metadata_at_the_ends_of_its_ranges_runs(model_16k, tmp_path, key, value):
+    recognizer = Recognizer(with_metadata(model_16k, tmp_path / "edge.onnx", **{key: value}))
+    assert recognizer.predict(np.zeros(1600, np.float32), 16000).label in LABELS
+
+
+@pytest.mark.parametrize("rate", [0, -16000, 1, 999, 768_001, float("nan"), float("inf"), True,
+                                  "16000"])
+def test_the_sample_rate_of_an_array_is_checked(model_16k, rate):
+    recognizer = Recognizer(model_16k)
+    with pytest.raises(SpeechRNNError, match="sample_rate=") as caught:
+        recognizer.predict(np.zeros(1600, np.float32), sample_rate=rate)
+    assert "None: the model's rate, 16000 Hz" in str(caught.value)
+
+
+def test_an_array_without_a_sample_rate_is_at_the_models(model_16k):
+    recognizer = Recognizer(model_16k)
+    clip = audio.fix_length(np.sin(np.arange(8000, dtype=np.float32) / 3), 16000)
+    assert recognizer.predict(clip, top_k=3) == recognizer.predict(clip, 16000, top_k=3)
+
+
+def with_probs(source: Path, target: Path, *nodes) -> Path:
+    """A copy of an ONNX model whose ``probs`` output is what ``nodes`` make of the model's own
+    probabilities (renamed ``probs_raw``), its shape left for onnxruntime to infer."""
+    proto = onnx.load(str(source))
+    for node in proto.graph.node:
+        node.output[:] = ["probs_raw" if name == "probs" else name for name in node.output]
+    proto.graph.node.extend(nodes)
+    next(o for o in proto.graph.output if o.name == "probs").type.tensor_type.ClearField("shape")
+    onnx.save(proto, str(target))
+    return target
+
+
+def test_a_graph_scoring_another_number_of_labels_is_refused_when_opened(model_16k, tmp_path):
+    doubled = with_probs(model_16k, tmp_path / "doubled.onnx",
+                         helper.make_node("Concat", ["probs_raw", "probs_raw"], ["probs"], axis=1))
+    with pytest.raises(SpeechRNNError, match="lists 3 labels but the model scores 6") as caught:
+        Recognizer(doubled)
+    assert str(doubled) in str(caught.value)
+
+
+def test_a_graph_whose_width_shows_only_when_run_is_refused_when_run(model_16k, tmp_path):
+    """probs tiled by a count computed from the input: onnxruntime cannot tell the width."""
+    tiled = with_probs(model_16k, tmp_path / "tiled.onnx",
+                       helper.make_node("Shape", ["audio"], ["n"], start=1, end=2),
+                       helper.make_node("Div", ["n", "n"], ["one"]),
+                       helper.make_node("Add", ["one", "one"], ["two"]),
+                       helper.make_node("Concat", ["one", "two"], ["repeats"], axis=0),
+                       helper.make_node("Tile", ["probs_raw", "repeats"], ["probs"]))
+    recognizer = Recognizer(tiled)
+    with pytest.raises(SpeechRNNError, match="lists 3 labels but the model scores 6") as caught:
+        recognizer.predict(np.zeros(1600, np.float32))
+    assert str(tiled) in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def nan_on_silence(model_16k, tmp_path_factory) -> Path:
+    """The model with its probabilities multiplied by max|audio| / max|audio|: NaN for silence."""
+    return with_probs(model_16k, tmp_path_factory.mktemp("nan") / "model.onnx",
+                      helper.make_node("Abs", ["audio"], ["magnitude"]),
+                      helper.make_node("ReduceMax", ["magnitude"], ["peak"], axes=[1], keepdims=1),
+                      helper.make_node("Div", ["peak", "peak"], ["one_or_nan"]),
+                      helper.make_node("Mul", ["probs_raw", "one_or_nan"], ["probs"]))
+
+
+def test_nan_scores_are_an_error_not_a_prediction(nan_on_silence):
+    recognizer = Recognizer(nan_on_silence)
+    assert recognizer.predict(np.full(1600, 0.1, np.float32)).label in LABELS
+    with pytest.raises(ModelOutputError, match="NaN or infinite") as caught:
+        recognizer.predict(np.zeros(1600, np.float32))
+    assert str(nan_on_silence) in str(caught.value)
+
+
+def test_predict_and_detect_report_nan_scores_in_the_files_row(nan_on_silence, tmp_path, capsys):
+    silent, tone = tmp_path / "silent.wav", tmp_path / "tone.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    sf.write(tone, 0.1 * np.sin(np.arange(16000, dtype=np.float32) / 3), 16000)
+
+    code = cli.main(["predict", str(nan_on_silence), str(silent), str(tone), "--format", "json",
+                     "--threads", "1"])
+    rows = {row["path"]: row for row in json.loads(capsys.readouterr().out)}
+    assert code == 1
+    assert "NaN or infinite" in rows[str(silent)]["error"] and "label" not in rows[str(silent)]
+    assert rows[str(tone)]["label"] in LABELS and "error" not in rows[str(tone)]
+
+    code = cli.main(["detect", str(nan_on_silence), str(silent), str(tone), "--threads", "1"])
+    _, err = capsys.readouterr()
+    assert code == 1 and "Traceback" not in err
+    assert f"error: {silent}: {nan_on_silence}: the model's scores are NaN" in err
+    assert f"in {tone}" in err  # the next file still ran
 
 
 def fsdd_clip(fsdd_root: Path) -> tuple[np.ndarray, int]:
