@@ -312,24 +312,25 @@ def write_csv(path: Path, header: str, rows: list[str]) -> Path:
 def test_manifests(tmp_path, folder_root, caplog):
     files = sorted(p.relative_to(folder_root).as_posix() for p in folder_root.rglob("*.wav"))
     label = lambda rel: rel.split("/")[0]  # noqa: E731
+    train_files, val_files, test_files = files[0::3], files[1::3], files[2::3]  # every label in each
     train = write_csv(tmp_path / "train.csv", "path,label",
-                      [f"{f},{label(f)}" for f in files[:60]] + ["zero/gone.wav,zero"])
-    val = write_csv(tmp_path / "val.csv", "File,Class", [f"{f},{label(f)}" for f in files[60:80]])
+                      [f"{f},{label(f)}" for f in train_files] + ["zero/gone.wav,zero"])
+    val = write_csv(tmp_path / "val.csv", "File,Class", [f"{f},{label(f)}" for f in val_files])
     test = write_csv(tmp_path / "test.csv", "path,label,speaker",
-                     [f"{f},{label(f)},somebody" for f in files[80:]])
+                     [f"{f},{label(f)},somebody" for f in test_files])
     cfg = DataConfig(source="folder", root=str(folder_root), train_manifest=str(train),
                      val_manifest=str(val), test_manifest=str(test))
     with caplog.at_level(logging.WARNING):
         splits = build_splits(cfg)
     assert "skipped 1 listed files" in caplog.text and "train.csv" in caplog.text
-    assert paths(splits.train) == {str(folder_root / f) for f in files[:60]}
-    assert len(splits.val) == 20 and len(splits.test) == len(files) - 80
+    assert paths(splits.train) == {str(folder_root / f) for f in train_files}
+    assert len(splits.val) == len(val_files) and len(splits.test) == len(test_files)
     assert {c.speaker for c in splits.test} == {"somebody"}
     assert splits.labels == ["one", "two", "zero"]
 
     only_train = build_splits(DataConfig(source="folder", root=str(folder_root),
                                          train_manifest=str(train)))
-    assert sum(len(c) for _, c in only_train.items()) == 60 and only_train.val
+    assert sum(len(c) for _, c in only_train.items()) == len(train_files) and only_train.val
 
 
 def test_manifest_errors(tmp_path, folder_root):
@@ -349,6 +350,75 @@ def test_manifest_errors(tmp_path, folder_root):
         build(odd)
     with pytest.raises(SpeechRNNError, match="nope.csv: cannot open"):
         build(tmp_path / "nope.csv")
+
+
+def manifest_config(folder_root: Path, **manifests: Path) -> DataConfig:
+    return DataConfig(source="folder", root=str(folder_root),
+                      **{f"{split}_manifest": str(path) for split, path in manifests.items()})
+
+
+def manifest_rows(folder_root: Path, *labels: str) -> list[str]:
+    """"path,label" rows of every file of those labels."""
+    return [f"{p.relative_to(folder_root).as_posix()},{label}" for label in labels
+            for p in sorted((folder_root / label).rglob("*.wav"))]
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_a_label_with_no_training_clips_is_refused(tmp_path, folder_root, split):
+    train = write_csv(tmp_path / "train.csv", "path,label", manifest_rows(folder_root, "one", "two"))
+    other = write_csv(tmp_path / f"{split}.csv", "path,label", manifest_rows(folder_root, "zero"))
+    with pytest.raises(SpeechRNNError) as caught:
+        build_splits(manifest_config(folder_root, train=train, **{split: other}))
+    assert str(caught.value).startswith(f"{other}: label 'zero' has {split} clips but no training "
+                                        f"clips, so the model could never predict it; add training "
+                                        f"clips of it to {train}")
+
+
+def test_a_file_under_two_labels_is_refused(tmp_path, folder_root):
+    rows = manifest_rows(folder_root, "zero", "one")
+    relabelled = rows[0].replace(",zero", ",one")
+    train = write_csv(tmp_path / "train.csv", "path,label", rows + [relabelled])
+    with pytest.raises(SpeechRNNError) as caught:
+        build_splits(manifest_config(folder_root, train=train))
+    path = rows[0].split(",")[0]
+    assert str(caught.value) == (f"{train}, line {len(rows) + 2}: {path!r} is labelled 'one' here "
+                                 "and 'zero' on line 2; a file has one label: fix or delete one "
+                                 "of the lines")
+
+
+def test_repeated_rows_are_dropped_with_a_warning(tmp_path, folder_root, caplog):
+    rows = manifest_rows(folder_root, "zero", "one")
+    train = write_csv(tmp_path / "train.csv", "path,label", rows + rows[:3])
+    with caplog.at_level(logging.WARNING):
+        splits = build_splits(manifest_config(folder_root, train=train))
+    assert f"{train}: dropped 3 rows that repeat an earlier row (first: line {len(rows) + 2})" \
+        in caplog.text
+    listed = [c.path for _, clips in splits.items() for c in clips]
+    assert sorted(listed) == sorted({str(folder_root / r.split(",")[0]) for r in rows})
+
+
+@pytest.mark.parametrize("split", ["val", "test"])
+def test_a_file_in_two_splits_is_refused(tmp_path, folder_root, split):
+    rows = manifest_rows(folder_root, "zero", "one")
+    train = write_csv(tmp_path / "train.csv", "path,label", rows)
+    for other, listed in [(train, rows),  # the same manifest for both
+                          (write_csv(tmp_path / "other.csv", "path,label", rows[-1:]), rows[-1:])]:
+        with pytest.raises(SpeechRNNError) as caught:
+            build_splits(manifest_config(folder_root, train=train, **{split: other}))
+        path = folder_root / listed[0].split(",")[0]
+        assert str(caught.value) == (f"{path} is listed in data.train_manifest ({train}) and in "
+                                     f"data.{split}_manifest ({other}); the {split} split must "
+                                     "not hold train clips: list each file in one manifest")
+
+
+def test_a_manifest_with_a_byte_order_mark_is_read(tmp_path, folder_root):
+    """Excel's "CSV UTF-8" starts the file with a BOM, which is not part of the header."""
+    train = tmp_path / "train.csv"
+    train.write_text("\n".join(["path,label", *manifest_rows(folder_root, "zero", "one")]),
+                     encoding="utf-8-sig")
+    assert train.read_bytes().startswith(b"\xef\xbb\xbfpath,label")
+    splits = build_splits(manifest_config(folder_root, train=train))
+    assert splits.labels == ["one", "zero"]
 
 
 # ---------------------------------------------------------------- datasets and loaders

@@ -340,7 +340,9 @@ def write_label_folders(root: Path) -> Path:
 def test_symlinks_that_stay_inside_the_data_root_are_followed(tmp_path):
     """A link to a file elsewhere in the root, and a data.root that is itself a link, are fine."""
     real_root = write_label_folders(tmp_path / "real")
-    (real_root / "no" / "alias.wav").symlink_to(real_root / "yes" / "0.wav")
+    (real_root / "unlisted").mkdir()
+    sf.write(real_root / "unlisted" / "x.wav", np.zeros(1600, np.float32), 16000)
+    (real_root / "no" / "alias.wav").symlink_to(real_root / "unlisted" / "x.wav")
     root = tmp_path / "root"
     root.symlink_to(real_root, target_is_directory=True)
     manifest = tmp_path / "train.csv"

@@ -7,7 +7,10 @@ optionally ``speaker``. Paths are relative to ``data.root`` and may not leave it
 name (``..``, an absolute path) nor through a symbolic link: a listed file whose real path
 (all links resolved) lies outside the real ``data.root`` is refused, naming the line. Listed
 files that are missing are skipped and counted (``data.on_bad_file=error`` makes that an
-error). A split without a manifest is carved from the train manifest by the rule below.
+error). A row that repeats an earlier one is dropped with a warning; a file listed under two
+labels, or in two splits' manifests, is refused, and so is a label with no training clip. A
+split without a manifest is carved from the train manifest by the rule below. Manifests are
+UTF-8, with or without a byte order mark (Excel's "CSV UTF-8").
 
 Splitting by name: a file's split is ``hash_split(key, data.val_fraction, data.test_fraction)``
 where the key is the file's speaker when its name carries one, else its path under the root,
@@ -80,7 +83,8 @@ def _column(fields: dict[str, str], names: tuple[str, ...]) -> str | None:
 def _read_csv(manifest: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     """The header and the (line number, row) pairs of a CSV file."""
     try:
-        with manifest.open(newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a byte order mark (Excel's "CSV UTF-8") is not part of the first column name.
+        with manifest.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             return reader.fieldnames or [], [(reader.line_num, row) for row in reader]
     except OSError as exc:
@@ -105,6 +109,8 @@ def read_manifest(manifest: str | Path, root: Path, on_bad_file: str = "skip") -
             f"({' or '.join(PATH_COLUMNS)}) or a label column ({' or '.join(LABEL_COLUMNS)}); "
             "the first row must name the columns, e.g. path,label")
     speaker_col = fields.get("speaker")
+    seen: dict[str, tuple[int, str]] = {}  # real path -> (line, label) of its first row
+    repeated = []
     for line, row in rows:
         where = f"{manifest}, line {line}"
         rel, label = (row[path_col] or "").strip(), (row[label_col] or "").strip()
@@ -120,11 +126,22 @@ def read_manifest(manifest: str | Path, root: Path, on_bad_file: str = "skip") -
                                  f"outside data.root ({root}); manifest paths must stay inside "
                                  "data.root: copy the file in, or point data.root at a folder "
                                  "that holds it")
+        first_line, first_label = seen.setdefault(real, (line, label))
+        if first_line != line:
+            if first_label != label:
+                raise SpeechRNNError(f"{where}: {rel!r} is labelled {label!r} here and "
+                                     f"{first_label!r} on line {first_line}; a file has one "
+                                     "label: fix or delete one of the lines")
+            repeated.append(line)
+            continue
         if not os.path.isfile(target):
             missing.append(f"line {line}: {rel}")
             continue
         speaker = (row[speaker_col] or "").strip() if speaker_col else ""
         clips.append(_clip(Path(target), label, speaker))
+    if repeated:
+        log.warning("%s: dropped %d rows that repeat an earlier row (first: line %d)", manifest,
+                    len(repeated), repeated[0])
     report_missing(missing, str(manifest), on_bad_file)
     return clips
 
@@ -140,6 +157,20 @@ def _distribute(clips: list[Clip], splits: Splits, root: Path, held_out: set[str
         getattr(splits, split).append(clip)
 
 
+def _refuse_overlap(read: dict[str, list[Clip]], manifests: dict[str, str]) -> None:
+    """Refuse a file listed in two splits' manifests: a model evaluated on clips it trained on
+    (or validated on its test clips) reports an accuracy it does not have."""
+    owner: dict[str, str] = {}
+    for split, clips in read.items():
+        for clip in clips:
+            other = owner.setdefault(os.path.realpath(clip.path), split)
+            if other != split:
+                raise SpeechRNNError(
+                    f"{clip.path} is listed in data.{other}_manifest ({manifests[other]}) and in "
+                    f"data.{split}_manifest ({manifests[split]}); the {split} split must not hold "
+                    f"{other} clips: list each file in one manifest")
+
+
 def read_splits(root: Path, cfg) -> Splits:
     manifests = {split: getattr(cfg, f"{split}_manifest") for split in SPLITS}
     held_out = set(cfg.test_speakers)
@@ -149,6 +180,7 @@ def read_splits(root: Path, cfg) -> Splits:
                                  "data.train_manifest is not; give the training manifest too")
         read = {split: read_manifest(m, root, cfg.on_bad_file)
                 for split, m in manifests.items() if m}
+        _refuse_overlap(read, manifests)
         pool = read.pop("train")
         splits = Splits(labels=[], **read)
         val_fraction = 0.0 if manifests["val"] else cfg.val_fraction
@@ -162,6 +194,16 @@ def read_splits(root: Path, cfg) -> Splits:
         raise SpeechRNNError(f"{root}: data.test_speakers names {sorted(held_out - speakers)}, "
                              f"who has no files; the speakers found are {sorted(speakers)}")
     _distribute(pool, splits, root, held_out, val_fraction, test_fraction)
+    trained = {c.label for c in splits.train}
+    untrained = [(split, label) for split, clips in splits.items()
+                 for label in sorted({c.label for c in clips} - trained)]
+    if untrained:
+        split, label = untrained[0]
+        where = manifests[split] or manifests["train"] or root / label
+        raise SpeechRNNError(f"{where}: label {label!r} has {split} clips but no training clips, "
+                             "so the model could never predict it; add training clips of it"
+                             + (f" to {manifests['train']}" if manifests["train"] else "")
+                             + ", or remove it")
     splits.labels = sorted({c.label for _, clips in splits.items() for c in clips})
     for split, clips in splits.items():
         if not clips:
