@@ -9,9 +9,10 @@ from __future__ import annotations
 import errno
 import math
 import os
+import re
 import stat
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import soundfile as sf
@@ -34,6 +35,11 @@ BLOCK_FRAMES = 1 << 20
 CORRUPT_DATA_CODES = (7, 8)
 # load() decodes this much beyond the part it keeps, so the resampler's filter sees real samples.
 RESAMPLE_MARGIN_SECONDS = 0.05
+# libsndfile reads a WAV whose data chunk runs past the end of the file up to where it ends, and
+# notes it in its log as "data : <bytes in the header> (should be <bytes in the file>)".
+CUT_SHORT = re.compile(r"^data\s*:\s*(\d+) \(should be (\d+)\)", re.MULTILINE)
+# The data size that writers who cannot seek back (ffmpeg into a pipe) leave in the header.
+UNKNOWN_SIZE = 0xFFFFFFFF
 
 
 def read(path: str | os.PathLike, start: int = 0, frames: int = -1) -> tuple[np.ndarray, int]:
@@ -71,6 +77,18 @@ def _read(path: Path, window: Window) -> tuple[np.ndarray, int]:
         raise AudioError(path, f"sample values reach {peak:.3g}, far outside the +-1 range of audio "
                                "(corrupt, or integers stored as float?); convert it to 16-bit PCM WAV")
     return mix_down(samples), int(rate)
+
+
+def cut_short(path: str | os.PathLike) -> Optional[str]:
+    """A warning for a readable file whose header promises more audio than the file holds (an
+    interrupted copy or recording: it decodes as a shorter clip); None for a whole file."""
+    with sf.SoundFile(os.fsencode(path)) as f:
+        match = CUT_SHORT.search(f.extra_info)
+    if match is None or int(match[1]) == UNKNOWN_SIZE:
+        return None
+    return (f"cut short: its header promises {match[1]} bytes of audio, the file holds only "
+            f"{match[2]} (an interrupted copy or recording?); used what is there, copy it again "
+            "for all of it")
 
 
 def _check_file(path: Path) -> None:

@@ -4,6 +4,8 @@ PATHs are files, folders (searched recursively for .wav/.flac/.ogg), glob patter
 recurses) and ``-``, audio bytes on standard input. Batches of files are decoded and classified
 in parallel threads. A file that cannot be read, and a PATH that matches nothing, become error
 rows; the run goes on and exits 1. When no PATH matches anything, that is the error (exit 2).
+A WAV cut short (its header promises more audio than the file holds) is classified from what is
+there, with a warning in its row.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ try:
 except ImportError:  # tqdm comes with the [train] extra; the bare runtime shows no bar
     tqdm = None
 
+from . import audio
 from .audio import AUDIO_EXTENSIONS
 from .errors import AudioError, SpeechRNNError
 from .runtime import ModelOutputError, Recognizer
@@ -81,7 +84,8 @@ def _classify_batch(recognizer: Recognizer, paths: list[str], top_k: int) -> lis
     for path in paths:
         try:
             clips.append(recognizer.load(path))
-            rows.append({"path": path})
+            warning = audio.cut_short(path)
+            rows.append({"path": path, **({"warning": warning} if warning else {})})
         except AudioError as exc:
             rows.append({"path": path, "error": exc.problem})
     probs = iter(recognizer.probabilities(np.stack(clips), len(clips)) if clips else [])
@@ -96,7 +100,8 @@ def _classify_batch(recognizer: Recognizer, paths: list[str], top_k: int) -> lis
 
 def classify(recognizer: Recognizer, paths: list[str], *, top_k: int = 3, batch_size: int = 64,
              workers: Optional[int] = None) -> Iterator[dict]:
-    """One result row per path, in order: {"path", "label", "score", "top_k"} or {"path", "error"}.
+    """One result row per path, in order: {"path", "label", "score", "top_k"} or {"path", "error"},
+    with a "warning" for a file that was cut short (``audio.cut_short``).
 
     Each of ``workers`` threads decodes a batch and runs it through the (thread-safe) session;
     with one onnxruntime thread per batch, the cores stay busy without thread-pool hand-offs.
@@ -117,13 +122,14 @@ def render(rows: list[dict], fmt: str) -> str:
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["path", "label", "score", "top_k", "error"])
+        writer.writerow(["path", "label", "score", "top_k", "error", "warning"])
         for row in rows:
             if "error" in row:
-                writer.writerow([row["path"], "", "", "", row["error"]])
+                writer.writerow([row["path"], "", "", "", row["error"], row.get("warning", "")])
             else:
                 top = ";".join(f"{label}:{score:.6f}" for label, score in row["top_k"])
-                writer.writerow([row["path"], row["label"], f"{row['score']:.6f}", top, ""])
+                writer.writerow([row["path"], row["label"], f"{row['score']:.6f}", top, "",
+                                 row.get("warning", "")])
         return out.getvalue().rstrip("\n")
     path_width = max([len("path"), *(len(r["path"]) for r in rows)])
     label_width = max([len("label"), *(len(r.get("label", "")) for r in rows)])
@@ -133,7 +139,8 @@ def render(rows: list[dict], fmt: str) -> str:
             lines.append(f"{row['path']:<{path_width}}  error: {row['error']}")
         else:
             lines.append(f"{row['path']:<{path_width}}  {row['label']:<{label_width}}  "
-                         f"{row['score']:.3f}  {_top_k_text(row)}")
+                         f"{row['score']:.3f}  {_top_k_text(row)}"
+                         + (f"  warning: {row['warning']}" if "warning" in row else ""))
     return "\n".join(lines)
 
 

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hostile import TONE_HZ, Case, make_corpus, make_unreadable, tiny_model, tone, write_long_clip
+from hostile import (TONE_HZ, Case, encode, make_corpus, make_unreadable, tiny_model, tone,
+                     write_long_clip)
 from speechrnn import audio
 from speechrnn.errors import AudioError
 
@@ -372,6 +373,67 @@ def test_check_clips_decodes_a_shared_file_once_and_drops_cuts_past_its_end(hour
     checked = check_clips(splits, "skip")
     assert reads == [str(path)]
     assert checked.train == cuts[:2] and checked.val == cuts[2:3] and checked.test == cuts[3:]
+
+
+def cut_wav(path: Path, seconds: float = 1.0, keep: float = 0.5) -> Path:
+    """A 16-bit WAV of ``seconds`` of tone with only the first ``keep`` of its bytes left: the
+    header still promises all of it, as after an interrupted copy."""
+    data = encode(tone(16000, seconds), 16000)
+    path.write_bytes(data[: round(len(data) * keep)])
+    return path
+
+
+def test_a_wav_cut_short_decodes_what_is_there_and_says_so(tmp_path):
+    whole = tmp_path / "whole.wav"
+    whole.write_bytes(encode(tone(16000, 1.0), 16000))
+    cut = cut_wav(tmp_path / "cut.wav")
+    assert audio.cut_short(whole) is None
+    samples, _ = audio.read(cut)
+    assert 7_900 < len(samples) < 8_000
+    assert audio.cut_short(cut).startswith("cut short: its header promises 32000 bytes of audio, "
+                                           "the file holds only 159")
+    # A writer that cannot seek back (ffmpeg into a pipe) leaves 0xFFFFFFFF: not a cut.
+    piped = bytearray(whole.read_bytes())
+    piped[40:44] = (0xFFFFFFFF).to_bytes(4, "little")
+    (tmp_path / "piped.wav").write_bytes(piped)
+    assert audio.cut_short(tmp_path / "piped.wav") is None
+    assert len(audio.read(tmp_path / "piped.wav")[0]) == 16000
+
+
+def test_check_clips_logs_a_file_cut_short_once(tmp_path, caplog):
+    from speechrnn.data import Clip, Splits
+    from speechrnn.data.validate import check_clips
+
+    cut = cut_wav(tmp_path / "cut.wav")
+    clips = [Clip(str(cut), "yes", start=start, frames=4000) for start in (0, 4000)]
+    splits = Splits(labels=["yes"], train=clips, val=clips[:1])
+    with caplog.at_level("WARNING"):
+        assert check_clips(splits, "skip") == splits
+    warnings = [r.getMessage() for r in caplog.records if "cut short" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].startswith(f"{cut}: cut short: its header promises")
+
+
+def test_a_label_whose_training_files_are_all_unusable_is_refused(tmp_path, caplog):
+    from speechrnn.data import build_splits
+    from speechrnn.data.validate import check_clips
+    from speechrnn.errors import SpeechRNNError
+
+    root = tmp_path / "data"
+    for label in ("yes", "no"):
+        (root / label).mkdir(parents=True)
+        for i in range(8):
+            path = root / label / f"{i}.wav"
+            if label == "yes":
+                path.write_bytes(encode(tone(16000, 0.25), 16000))
+            else:
+                path.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    splits = build_splits(folder_config(root).data)
+    trained = sum(clip.label == "no" for clip in splits.train)
+    with pytest.raises(SpeechRNNError) as caught:
+        check_clips(splits, "skip")
+    assert str(caught.value) == (f"{root / 'no'}: none of the {trained} training files of label "
+                                 "'no' can be used (listed above); fix them, or remove the label")
+    assert f"{root / 'no' / '0.wav'}: not readable audio" in caplog.text
 
 
 @pytest.mark.slow

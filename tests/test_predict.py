@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import shutil
 
 import numpy as np
 import pytest
+import soundfile as sf
 from omegaconf import OmegaConf
 
 from speechrnn import checkpoint, cli
@@ -114,3 +116,27 @@ def test_a_bad_model_is_a_clear_error(clips, tmp_path, capsys):
     code, out, err = predict(capsys, not_a_model, clips)
     assert code == 1 and out == ""
     assert str(not_a_model) in err and "Traceback" not in err
+
+
+def test_a_wav_cut_short_is_classified_with_a_warning_in_its_row(model_path, clips, tmp_path, capsys):
+    whole = sorted(clips.glob("*.wav"))[0]
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])  # an interrupted copy: the header is the whole file's
+
+    code, out, _ = predict(capsys, model_path, whole, cut, "--format", "json")
+    rows = {row["path"]: row for row in json.loads(out)}
+    assert code == 0
+    assert "warning" not in rows[str(whole)]
+    assert rows[str(cut)]["label"] in LABELS
+    promised, held = map(int, re.match(r"cut short: its header promises (\d+) bytes of audio, "
+                                       r"the file holds only (\d+)", rows[str(cut)]["warning"]).groups())
+    assert promised == sf.info(whole).frames * 2 and held < len(data) // 2  # 16-bit mono
+
+    code, out, _ = predict(capsys, model_path, whole, cut, "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [bool(row["warning"]) for row in rows] == [False, True] and rows[1]["label"] in LABELS
+
+    code, out, _ = predict(capsys, model_path, whole, cut)
+    lines = out.splitlines()
+    assert "warning" not in lines[1] and "  warning: cut short: " in lines[2]

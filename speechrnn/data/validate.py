@@ -22,11 +22,15 @@ log = logging.getLogger(__name__)
 
 
 def _check_file(path: str) -> tuple[int, Optional[str]]:
-    """(its length in samples, None) for a usable file; (0, the problem) for one that is not."""
+    """(its length in samples, None) for a usable file; (0, the problem) for one that is not.
+    A file cut short is usable, with a warning in the log."""
     try:
         samples, _ = audio.read(path)
     except AudioError as exc:
         return 0, str(exc)
+    warning = audio.cut_short(path)
+    if warning:
+        log.warning("%s: %s", _printable(path), warning)
     return len(samples), None
 
 
@@ -67,4 +71,11 @@ def check_clips(splits: Splits, on_bad_file: str) -> Splits:
                              "fix or remove them, or set data.on_bad_file=skip to train without them")
     log.warning("data: skipped %d clips of %d audio files that cannot be used "
                 "(data.on_bad_file=skip):\n  %s", dropped, len(problems), listing)
+    lost = sorted({clip.label for clip in splits.train} - {clip.label for clip in kept["train"]})
+    if lost:  # a class the model would have to output without ever seeing it
+        files = sorted({clip.path for clip in splits.train if clip.label == lost[0]})
+        folder = os.path.commonpath([os.path.dirname(path) for path in files])
+        raise SpeechRNNError(f"{_printable(folder)}: none of the {len(files)} training files of "
+                             f"label {lost[0]!r} can be used (listed above); fix them, or remove "
+                             "the label")
     return replace(splits, **kept)
