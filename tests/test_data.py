@@ -20,7 +20,7 @@ from speechrnn.config import Config, DataConfig
 from speechrnn.data import (SILENCE, UNKNOWN, Splits, build_datasets, build_splits, make_loader,
                             speech_commands)
 from speechrnn.data.folder import speaker_of
-from speechrnn.errors import SpeechRNNError
+from speechrnn.errors import SpeechRNNError, UsageError
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
@@ -256,6 +256,14 @@ def test_speech_commands_silence_from_data_noise_dir(sc_root, tmp_path, noise_ro
     splits = build_splits(sc_config(sc_root, noise_dir=str(tmp_path)))
     silence = [c for _, clips in splits.items() for c in clips if c.label == SILENCE]
     assert silence and {c.path for c in silence} == {str(tmp_path / "white_noise.wav")}
+
+
+def test_a_clip_length_of_zero_is_refused_naming_the_setting(fsdd_root, noise_root):
+    """Not a noise file blamed later for the empty silence clips cut from it."""
+    with pytest.raises(UsageError, match=r"^data.clip_seconds=0 is out of range; set it to a value "
+                                         r"in \(0, 60\]$"):
+        build_splits(DataConfig(source="fsdd", root=str(fsdd_root), silence=True,
+                                noise_dir=str(noise_root), clip_seconds=0))
 
 
 # ---------------------------------------------------------------- folder and manifests

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
+from ..config import check_section
 from ..errors import SpeechRNNError
 from . import folder, fsdd, speech_commands
 from .augment import build_transform
@@ -62,6 +63,7 @@ def data_root(cfg) -> Path:
 def build_splits(cfg) -> Splits:
     """The train/val/test clips and the label list a DataConfig describes; with
     ``data.test_source`` set, the test clips come from that corpus instead."""
+    check_section(cfg, "data")  # every range (clip_seconds above 0 ...) in speechrnn/config.py
     splits = _read_splits(cfg)
     if getattr(cfg, "test_source", None) is not None:
         splits.test = _cross_corpus_test(cfg, splits.labels)
