@@ -275,9 +275,10 @@ def test_input_at_another_rate_than_the_model_is_resampled(model_8k, model_16k, 
         probs = [dict(p.top_k) for p in files + arrays]
         for other in probs[1:]:
             assert max(abs(other[k] - probs[0][k]) for k in LABELS) < 0.02
-        # Declaring the wrong rate changes the answer: the rate is used, not ignored.
-        wrong = dict(recognizer.predict(clip16, 8000, top_k=3).top_k)
-        assert max(abs(wrong[k] - probs[0][k]) for k in LABELS) > 0.02
+        # Declaring the wrong rate changes the model's input: the rate is used, not ignored.
+        # (Compared on the input: a model this small may score both inputs alike.)
+        right, wrong = recognizer.prepare(clip16, 16000), recognizer.prepare(clip16, 8000)
+        assert np.abs(wrong - right).max() > 0.1 * np.abs(right).max()
 
 
 # --- manifests ---------------------------------------------------------------------------------
