@@ -54,10 +54,10 @@ from benchmarks.long_recording import TOLERANCE_S, long_recordings
 from speechrnn import audio
 from speechrnn.data import build_splits
 from speechrnn.data.augment import Reverb
-from speechrnn.data.base import SILENCE
 from speechrnn.data.fsdd import NAME
 from speechrnn.data.synthetic import DIGIT_WORDS
 from speechrnn.detect import Settings, detect, score, split_noise
+from speechrnn.labels import SILENCE, UNKNOWN
 from speechrnn.runtime import Recognizer
 
 SHARED_DATA = meta.REPO.parent / "shared" / "data"
@@ -65,7 +65,6 @@ FSDD = SHARED_DATA / "fsdd" / "recordings"
 NOISE = SHARED_DATA / "speech_commands_noise"
 PARTS = ("loso", "synth2real", "noise", "channel")  # in the order they run
 GROUP = "generalization"  # runs/generalization/
-UNKNOWN = "_unknown_"
 DEFAULT_MODEL = "synthetic/gru"  # what `speechrnn train` trains with no recipe
 QUICK_ARGV = ["--quick", "--only", "channel", "--seeds", "0"]  # benchmarks.run_all --quick
 # Issue 11's "done when" figures (means over seeds).

@@ -12,6 +12,7 @@ import argparse
 import json
 from typing import Any, Optional
 
+from .labels import SILENCE, UNKNOWN
 from .runtime import ModelInfo, open_model
 
 KEY = "model_card"
@@ -35,9 +36,9 @@ def known_limits(data: dict, labels: list[str], accuracy: Optional[float],
                  test_clips: Optional[int], quantize: str) -> list[str]:
     limits = [f"Trained on {data['clip_seconds']:g} s clips at {data['sample_rate']} Hz: longer "
               "audio is cut to its centre (`speechrnn detect` scans long recordings)."]
-    others = ("other words should come out as _unknown_" if "_unknown_" in labels
+    others = (f"other words should come out as {UNKNOWN}" if UNKNOWN in labels
               else "any other word is forced onto one of them")
-    quiet = "" if "_silence_" in labels else ", and so is silence or noise"
+    quiet = "" if SILENCE in labels else ", and so is silence or noise"
     limits.append(f"Knows only its {len(labels)} labels; {others}{quiet}.")
     if data["source"] == "synthetic":
         tested = ("its test clips are real" if (data.get("test_source") or "synthetic") != "synthetic"

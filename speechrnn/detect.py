@@ -48,13 +48,12 @@ import soundfile as sf
 
 from . import audio
 from .errors import AudioError, SpeechRNNError, UsageError
+from .labels import SILENCE, UNKNOWN
 from .predict import plural
 from .runtime import (ModelOutputError, Recognizer, StreamingRecognizer, check_scores, open_model,
                       read_blocks)
 
-# Labels that are never keywords (speechrnn.data.base.SILENCE / UNKNOWN; not imported from
-# there, as that module needs torch).
-NOT_KEYWORDS = ("_silence_", "_unknown_")
+NOT_KEYWORDS = (SILENCE, UNKNOWN)
 FORMATS = ("table", "json", "csv")
 COLUMNS = ("label", "start", "end", "score")
 

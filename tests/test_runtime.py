@@ -57,6 +57,21 @@ class BlockTorch:
 sys.meta_path.insert(0, BlockTorch())
 """
 
+# The torch-free side of the package: what `pip install speechrnn` (no extras) runs.
+RUNTIME_MODULES = ("audio", "card", "cli", "detect", "errors", "labels", "listen", "predict", "runtime")
+
+
+def test_runtime_modules_import_without_torch():
+    script = BLOCK_TORCH + textwrap.dedent(f"""
+        import importlib
+        for name in {RUNTIME_MODULES!r}:
+            importlib.import_module("speechrnn." + name)
+        assert not [m for m in sys.modules if m.split(".")[0] == "torch"]
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr
+
 
 def test_runtime_and_predict_work_without_torch(exported, files, tmp_path):
     model, path = exported

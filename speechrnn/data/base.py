@@ -15,11 +15,9 @@ from torch.utils.data import Dataset
 
 from .. import audio
 from ..errors import SpeechRNNError
+from ..labels import SILENCE, UNKNOWN
 
 log = logging.getLogger(__name__)
-
-SILENCE = "_silence_"
-UNKNOWN = "_unknown_"
 
 
 @dataclass(frozen=True)

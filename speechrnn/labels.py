@@ -1,0 +1,4 @@
+"""Labels that are never keywords. Torch-free: the training data and the runtime share them."""
+
+SILENCE = "_silence_"
+UNKNOWN = "_unknown_"
