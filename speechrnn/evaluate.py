@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from . import checkpoint
 from .config import apply_overrides
+from .devices import pick_device
 from .errors import SpeechRNNError, UsageError
 
 
@@ -78,7 +79,6 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from .data import build_datasets, build_splits, make_loader
-    from .training import pick_device
 
     model, cfg, _ = checkpoint.load_model(args.run_dir)
     bad = [o for o in args.overrides if not o.startswith("data.")]

@@ -38,6 +38,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from torch import nn  # noqa: E402
 
 from .config import compose_config  # noqa: E402
+from .devices import pick_device  # noqa: E402
 from .errors import SpeechRNNError  # noqa: E402
 
 CELLS = ("rnn", "lstm", "gru")
@@ -319,7 +320,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> int:
     from .checkpoint import load_model
     from .models import build_model
-    from .training import pick_device
 
     args = _parse(argv)
     runs = [t for t in args.targets if "=" not in t]
