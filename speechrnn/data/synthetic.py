@@ -41,6 +41,7 @@ from .. import audio
 from ..errors import SpeechRNNError
 from . import neural, noises
 from .espeak import Prosody, open_backend
+from .speech_commands import NOISE_DIR
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,6 @@ UNKNOWN_WORDS = (
 DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 SAMPLE_RATE = 16000
-NOISE_DIR = "_background_noise_"
 MARKER = "synth.json"  # written last: a folder with it is a complete render
 # Part of the cache key: bump it when a change here changes the rendered audio.
 FORMAT_VERSION = 2
