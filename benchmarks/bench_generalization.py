@@ -50,13 +50,14 @@ from omegaconf import OmegaConf
 from scipy.signal import butter, sosfilt
 
 from benchmarks import meta, runs
+from benchmarks.detection_eval import score, split_noise
 from benchmarks.long_recording import TOLERANCE_S, long_recordings
 from speechrnn import audio
 from speechrnn.data import build_splits
 from speechrnn.data.augment import Reverb
 from speechrnn.data.fsdd import NAME
 from speechrnn.data.synthetic import DIGIT_WORDS
-from speechrnn.detect import Settings, detect, score, split_noise
+from speechrnn.detect import Settings, detect
 from speechrnn.labels import SILENCE, UNKNOWN
 from speechrnn.runtime import Recognizer
 

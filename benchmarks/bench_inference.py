@@ -48,6 +48,7 @@ from threadpoolctl import threadpool_limits
 
 from benchmarks import meta
 from benchmarks.commands import checked, cli, run_measured
+from benchmarks.detection_eval import split_noise
 from benchmarks.long_recording import bench_long
 from benchmarks.peers import (EncoderHead, TorchaudioFeatures, export_encoder, librosa_features,
                               loaders)
@@ -55,7 +56,6 @@ from benchmarks.timing import interleaved, percentile_ms
 from speechrnn import audio, checkpoint
 from speechrnn.config import ExportConfig
 from speechrnn.data import build_splits
-from speechrnn.detect import split_noise
 from speechrnn.export import export_run
 from speechrnn.runtime import open_model
 

@@ -12,7 +12,8 @@ import numpy as np
 import soundfile as sf
 
 from benchmarks.commands import checked, cli, run_measured
-from speechrnn.detect import Settings, assemble, score
+from benchmarks.detection_eval import assemble, score
+from speechrnn.detect import Settings
 
 THRESHOLDS = (0.5, 0.7, 0.9)  # detect --threshold values scored on the long recording
 TOLERANCE_S = 0.5  # an event is a hit when it starts this close to its digit

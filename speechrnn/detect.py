@@ -40,13 +40,10 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional
 
 import numpy as np
-import soundfile as sf
 
-from . import audio
 from .errors import AudioError, SpeechRNNError, UsageError
 from .labels import SILENCE, UNKNOWN
 from .predict import plural
@@ -321,83 +318,6 @@ class EventTracker:
             return []
         self.last_end = event.end
         return [event]
-
-
-# --------------------------------------------------------------------------- test recordings
-
-def split_noise(noise: str | os.PathLike, folder: str | os.PathLike) -> tuple[Path, Path]:
-    """``folder``/train and ``folder``/held_out: the first and the second half of every WAV in
-    ``noise``, so that a detector can train on noise that its test recordings do not hold.
-    Files already there are kept."""
-    halves = Path(folder) / "train", Path(folder) / "held_out"
-    for path in sorted(Path(noise).glob("*.wav")):
-        if all((half / path.name).is_file() for half in halves):
-            continue
-        samples, rate = sf.read(str(path), dtype="float32")
-        middle = len(samples) // 2
-        for half, part in zip(halves, (samples[:middle], samples[middle:])):
-            half.mkdir(parents=True, exist_ok=True)
-            sf.write(str(half / path.name), part, rate)
-    return halves
-
-
-def assemble(output: str | os.PathLike, clips: Iterable[tuple[str | os.PathLike, str]],
-             noise: list[str | os.PathLike], *, sample_rate: int = 16000,
-             gap_seconds: tuple[float, float] = (0.5, 2.5),
-             noise_dbfs: tuple[float, float] = (-50.0, -35.0), seed: int = 0) -> list[dict]:
-    """Write a long recording of known keywords, to measure a detector: each ``(path, label)``
-    clip in turn, each after a gap of ``gap_seconds`` (uniform) that is silence or, every other
-    time on average, a random cut of a ``noise`` file at an RMS level in ``noise_dbfs``; a
-    last gap closes it. Written a clip at a time (16-bit PCM WAV), so it may be hours long.
-    Returns the reference ``[{"label", "start", "end"}]`` (seconds; a clip's whole extent)."""
-    rng = np.random.default_rng(seed)
-    noise_info = [(Path(p), sf.info(str(p))) for p in noise]
-    reference, position = [], 0
-
-    def gap(out: sf.SoundFile) -> int:
-        length = round(rng.uniform(*gap_seconds) * sample_rate)
-        samples = np.zeros(length, np.float32)
-        if noise_info and rng.random() < 0.5:
-            path, info = noise_info[rng.integers(len(noise_info))]
-            frames = min(math.ceil(length * info.samplerate / sample_rate), info.frames)
-            cut, rate = audio.read(path, int(rng.integers(info.frames - frames + 1)), frames)
-            cut = np.resize(audio.resample(cut, rate, sample_rate), length)
-            rms = max(float(np.sqrt(np.mean(cut ** 2))), 1e-9)
-            samples = cut * (10 ** (rng.uniform(*noise_dbfs) / 20) / rms)
-        out.write(samples)
-        return length
-
-    with sf.SoundFile(str(output), "w", sample_rate, 1, "PCM_16") as out:
-        for path, label in clips:
-            position += gap(out)
-            clip = audio.load(path, sample_rate)
-            out.write(clip)
-            reference.append({"label": label, "start": position / sample_rate,
-                              "end": (position + len(clip)) / sample_rate})
-            position += len(clip)
-        gap(out)
-    return reference
-
-
-def score(events: Iterable[Event | dict], reference: Iterable[dict],
-          tolerance: float = 0.5) -> dict:
-    """Precision and recall of detected events against reference ones: an event is a hit when
-    it has the label of a reference event not yet matched whose start is within ``tolerance``
-    seconds of its own (each pairing at most once, closest first)."""
-    found = [e.to_dict() if isinstance(e, Event) else e for e in events]
-    truth = list(reference)
-    pairs = sorted((abs(f["start"] - t["start"]), i, j) for i, f in enumerate(found)
-                   for j, t in enumerate(truth)
-                   if f["label"] == t["label"] and abs(f["start"] - t["start"]) <= tolerance)
-    used_f, used_t = set(), set()
-    for _, i, j in pairs:
-        if i not in used_f and j not in used_t:
-            used_f.add(i)
-            used_t.add(j)
-    hits = len(used_f)
-    return {"events": len(found), "reference": len(truth), "hits": hits,
-            "precision": hits / len(found) if found else 0.0,
-            "recall": hits / len(truth) if truth else 0.0}
 
 
 # --------------------------------------------------------------------------- command line

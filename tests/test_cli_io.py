@@ -15,7 +15,8 @@ import pytest
 from conftest import REPO
 from hostile import tiny_model
 from speechrnn import cli
-from speechrnn.detect import Settings, assemble, detect
+from benchmarks.detection_eval import assemble
+from speechrnn.detect import Settings, detect
 from speechrnn.runtime import Recognizer
 
 LABELS = ["yes", "no", "_silence_"]

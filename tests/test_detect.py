@@ -24,8 +24,9 @@ from hydra import compose, initialize_config_dir
 from speechrnn import audio, cli
 from speechrnn.config import CONF_DIR
 from speechrnn.data import SILENCE, UNKNOWN
-from speechrnn.detect import (NOT_KEYWORDS, Event, EventTracker, Posteriors, Settings,
-                              assemble, detect, score, sliding_windows, split_noise)
+from benchmarks.detection_eval import assemble, score, split_noise
+from speechrnn.detect import (NOT_KEYWORDS, Event, EventTracker, Posteriors, Settings, detect,
+                              sliding_windows)
 from speechrnn.errors import SpeechRNNError
 from speechrnn.export import export_model
 from speechrnn.runtime import read_blocks

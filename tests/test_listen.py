@@ -18,7 +18,8 @@ from hydra import compose, initialize_config_dir
 from conftest import REPO
 from speechrnn import cli
 from speechrnn.config import CONF_DIR
-from speechrnn.detect import EventTracker, Posteriors, Settings, assemble, detect
+from benchmarks.detection_eval import assemble
+from speechrnn.detect import EventTracker, Posteriors, Settings, detect
 from speechrnn.export import export_model
 from speechrnn.models import build_model
 
