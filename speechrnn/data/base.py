@@ -85,6 +85,13 @@ def report_missing(missing: list[str], where: str, on_bad_file: str) -> None:
                 where, len(missing), missing[0])
 
 
+def check_test_speakers(root: Path, test_speakers: set[str], speakers: set[str]) -> None:
+    """``data.test_speakers`` names only speakers of the data."""
+    if test_speakers - speakers:
+        raise SpeechRNNError(f"{root}: data.test_speakers names {sorted(test_speakers - speakers)}, "
+                             f"who has no files; the speakers found are {sorted(speakers)}")
+
+
 # A waveform transform: (samples, rng) -> samples. Used for training-time augmentation.
 WaveTransform = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 

@@ -34,21 +34,22 @@ from pathlib import Path
 
 from .. import audio
 from ..errors import SpeechRNNError
-from .base import Clip, Splits, hash_split, report_missing
+from . import speech_commands
+from .base import Clip, Splits, check_test_speakers, hash_split, report_missing
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 PATH_COLUMNS = ("path", "file")
 LABEL_COLUMNS = ("label", "class")
-SKIPPED_FOLDERS = ("_background_noise_",)
+SKIPPED_FOLDERS = (speech_commands.NOISE_DIR,)
 
 
 def speaker_of(path: str | Path, label: str) -> str:
     """The speaker id a file name carries (see the module docstring), or ""."""
     stem = Path(path).stem
     if "_nohash_" in stem:
-        return stem.split("_nohash_")[0]
+        return speech_commands.speaker_of(stem)
     match = re.fullmatch(rf"{re.escape(label)}_(.+)_\d+", stem, re.IGNORECASE)
     return match[1] if match else ""
 
@@ -189,10 +190,7 @@ def read_splits(root: Path, cfg) -> Splits:
         pool = _scan(root)
         splits = Splits(labels=[])
         val_fraction, test_fraction = cfg.val_fraction, cfg.test_fraction
-    speakers = {c.speaker for c in pool if c.speaker}
-    if held_out - speakers:
-        raise SpeechRNNError(f"{root}: data.test_speakers names {sorted(held_out - speakers)}, "
-                             f"who has no files; the speakers found are {sorted(speakers)}")
+    check_test_speakers(root, held_out, {c.speaker for c in pool if c.speaker})
     _distribute(pool, splits, root, held_out, val_fraction, test_fraction)
     trained = {c.label for c in splits.train}
     untrained = [(split, label) for split, clips in splits.items()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..errors import SpeechRNNError
 from .augment import NoiseBank
-from .base import SILENCE, Clip, Splits, hash_split, noise_folder
+from .base import SILENCE, Clip, Splits, check_test_speakers, hash_split, noise_folder
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,7 @@ def read_splits(root: Path, cfg) -> Splits:
                              "point data.root at the dataset's recordings/ folder")
 
     held_out = set(cfg.test_speakers)
-    speakers = {m["speaker"] for _, m in parsed}
-    if held_out - speakers:
-        raise SpeechRNNError(f"{root}: data.test_speakers names {sorted(held_out - speakers)}, "
-                             f"who has no recordings; the speakers are {sorted(speakers)}")
+    check_test_speakers(root, held_out, {m["speaker"] for _, m in parsed})
 
     noise_dir = noise_folder(cfg)
     splits = Splits(labels=sorted({m["digit"] for _, m in parsed}),
