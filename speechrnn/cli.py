@@ -22,7 +22,7 @@ COMMANDS = {
     "info": ("speechrnn.card", "show a model's card: labels, training data, accuracy, limits"),
     "listen": ("speechrnn.listen", "recognise keywords from the microphone as they are spoken"),
     "sweep": ("speechrnn.sweep", "hyperparameter search with Optuna"),
-    "inspect": ("speechrnn.inspect", "plot gate activations and hidden states for one utterance"),
+    "inspect": ("speechrnn.inspect_cells", "plot gate activations and hidden states for one utterance"),
     "gradients": ("speechrnn.gradients", "plot gradient norms over time (vanishing/exploding)"),
 }
 

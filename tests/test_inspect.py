@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from speechrnn import audio, checkpoint
 from speechrnn.config import Config
 from speechrnn.errors import AudioError
-from speechrnn.inspect import PLOTTED_GATES, inspect_wave, main
+from speechrnn.inspect_cells import PLOTTED_GATES, inspect_wave, main
 from speechrnn.models import build_model
 from speechrnn.models.cells import ReferenceRNN
 
