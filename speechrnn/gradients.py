@@ -40,6 +40,7 @@ from torch import nn  # noqa: E402
 from .config import compose_config  # noqa: E402
 from .devices import pick_device  # noqa: E402
 from .errors import SpeechRNNError  # noqa: E402
+from .inspect_cells import rnn_inputs  # noqa: E402
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -82,12 +83,8 @@ class GradientProfile:
 def rnn_input(model: nn.Module, waves: torch.Tensor) -> torch.Tensor:
     """What the model's recurrent module receives for ``waves`` (after the frontend, the
     input norm and the convs): [B, T, I]."""
-    seen: list[torch.Tensor] = []
-    hook = model.encoder.rnn.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
-    try:
+    with rnn_inputs(model) as seen:
         model.encode_frames(model.features(waves))
-    finally:
-        hook.remove()
     return seen[0]
 
 

@@ -15,9 +15,11 @@ sees the whole clip). Its last frame is the model's actual prediction.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import matplotlib
 
@@ -89,19 +91,27 @@ def trace_layers(rnn: nn.Module, cell: str, nonlinearity: str, x: Tensor) -> lis
     return traces
 
 
+@contextlib.contextmanager
+def rnn_inputs(model: nn.Module) -> Iterator[list[Tensor]]:
+    """Collects what the model's recurrent module receives while the block runs (after the
+    frontend, the input norm and the convs): one [B, T, I] tensor per forward pass."""
+    seen: list[Tensor] = []
+    hook = model.encoder.rnn.register_forward_hook(lambda _m, args, _out: seen.append(args[0]))
+    try:
+        yield seen
+    finally:
+        hook.remove()
+
+
 @torch.no_grad()
 def inspect_wave(model, cfg, wave: np.ndarray) -> Inspection:
     """Everything the figure shows, for one waveform at the model's sample rate."""
     model.eval()
     device = next(model.parameters()).device
     batch = torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)).unsqueeze(0).to(device)
-    rnn_input: list[Tensor] = []
-    hook = model.encoder.rnn.register_forward_hook(lambda _m, args, _out: rnn_input.append(args[0]))
-    try:
+    with rnn_inputs(model) as rnn_input:
         features = model.features(batch)
         frames = model.encode_frames(features)  # [1, T, D]
-    finally:
-        hook.remove()
     layers = trace_layers(model.encoder.rnn, model.encoder.cell, choice(cfg.model.nonlinearity),
                           rnn_input[0])
     pooled = torch.cat([model.encoder.pool(frames[:, : t + 1]) for t in range(frames.shape[1])])
