@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
-REPO = Path(__file__).resolve().parent.parent
+from helpers import REPO
+
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -29,6 +31,16 @@ def shared_path(*parts: str) -> Path:
             pytest.fail(f"{path} is missing; CI must have ../shared/data beside the clone")
         pytest.skip(f"{path} not present")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; on a busy machine, spinning pools are 30x slower.
+    A module that wants it says so: ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

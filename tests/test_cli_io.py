@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 from hostile import tiny_model
 from speechrnn import cli
 from benchmarks.detection_eval import assemble

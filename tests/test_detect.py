@@ -31,8 +31,9 @@ from speechrnn.errors import SpeechRNNError
 from speechrnn.export import export_model
 from speechrnn.runtime import read_blocks
 from speechrnn.training import fit
-from test_export import one_thread, tiny_model  # noqa: F401 (fixture: torch on one thread)
-from test_runtime import BLOCK_TORCH, REPO
+from helpers import BLOCK_TORCH, REPO, tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: torch on one thread
 
 DIGITS = [str(digit) for digit in range(10)]
 RATE = 8000  # FSDD's own rate: the cheapest model that hears everything in it

@@ -6,7 +6,6 @@ FSDD recordings resampled to 16 kHz; outputs come from real onnxruntime sessions
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 from pathlib import Path
@@ -16,45 +15,17 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from onnx import numpy_helper
 
 from speechrnn import __version__, audio, checkpoint, cli
-from speechrnn.config import CONF_DIR
 from speechrnn.data.fsdd import read_splits as read_fsdd_splits
 from speechrnn.errors import SpeechRNNError
 from speechrnn.export import export_model, export_run
-from speechrnn.models import build_model
 from speechrnn.runtime import StreamingRecognizer
+from helpers import LABELS, SAMPLE_RATE, tiny_config, tiny_model
 
-SAMPLE_RATE = 16000
-LABELS = ["zero", "one", "two", "three"]
-# FSDD is 8 kHz audio: a 16 kHz model of it looks no higher than 4 kHz. Above, the upsampled
-# signal holds only resampler residue near the float32 floor, whose log-mel is rounding noise
-# (torch and onnxruntime each differ from a float64 MFCC there by ~0.02).
-TINY = ["model.hidden_size=8", "model.num_layers=2", "model.conv_channels=6", "model.dropout=0",
-        f"data.sample_rate={SAMPLE_RATE}", "features.f_max=4000"]
-
-
-@functools.cache
-def _composed(overrides: tuple[str, ...]):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
-
-
-def tiny_config(*overrides: str):
-    """The real composed config (defaults + recipe), shrunk to a tiny model; the overrides are
-    checked against the typed schema like command-line ones."""
-    cfg = _composed(tuple(TINY)).copy()
-    cfg.merge_with(OmegaConf.from_dotlist(list(overrides)))
-    return cfg
-
-
-def tiny_model(*overrides: str, labels=LABELS, seed: int = 0):
-    cfg = tiny_config(*overrides)
-    torch.manual_seed(seed)
-    return build_model(cfg, labels).eval(), cfg
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fsdd_waves(root: Path, count: int, seconds: float, seed: int = 0) -> np.ndarray:
@@ -69,15 +40,6 @@ def session(path) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; on a busy machine, spinning pools are 30x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def torch_logits(model, wave: np.ndarray) -> np.ndarray:

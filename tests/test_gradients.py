@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shlex
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,8 +18,8 @@ from speechrnn.config import Config
 from speechrnn.errors import SpeechRNNError
 from speechrnn.gradients import hidden_gradient_norms, main
 from speechrnn.models import build_model
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 RATE = 8000
 LABELS = [str(d) for d in range(10)]
 FEATURES = dict(n_fft=256, win_length=200, hop_length=80, n_mels=20, n_mfcc=13)

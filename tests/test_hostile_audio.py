@@ -22,8 +22,8 @@ from hostile import (TONE_HZ, Case, encode, make_corpus, make_unreadable, tiny_m
                      write_long_clip)
 from speechrnn import audio
 from speechrnn.errors import AudioError
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 TARGET_RATE = 16000
 HOUR_SECONDS = 3600
 

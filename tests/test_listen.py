@@ -15,7 +15,7 @@ import soundfile as sf
 import torch
 from hydra import compose, initialize_config_dir
 
-from conftest import REPO
+from helpers import REPO
 from speechrnn import cli
 from speechrnn.config import CONF_DIR
 from benchmarks.detection_eval import assemble

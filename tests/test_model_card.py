@@ -15,13 +15,12 @@ import onnx
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import REPO
 from speechrnn import card as model_card
 from speechrnn.config import ExportConfig, compose_config
 from speechrnn.errors import SpeechRNNError
 from speechrnn.export import export_run
 from speechrnn.runtime import Recognizer
-from test_runtime import BLOCK_TORCH
+from helpers import BLOCK_TORCH, REPO
 
 
 def metadata(path: Path) -> dict[str, str]:

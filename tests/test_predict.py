@@ -15,7 +15,9 @@ from omegaconf import OmegaConf
 
 from speechrnn import checkpoint, cli
 from speechrnn.runtime import Recognizer
-from test_export import LABELS, one_thread, tiny_model  # noqa: F401 (fixture)
+from helpers import LABELS, tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: torch on one thread
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from speechrnn import audio
 from speechrnn.errors import AudioError, SpeechRNNError
 from speechrnn.export import export_model
 from speechrnn.runtime import Recognizer, StreamingRecognizer
-from test_export import LABELS, SAMPLE_RATE, one_thread, tiny_model  # noqa: F401 (fixture)
+from helpers import BLOCK_TORCH, LABELS, REPO, SAMPLE_RATE, tiny_model
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: torch on one thread
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +45,6 @@ def torch_probs(model, clips: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return torch.softmax(model(torch.from_numpy(clips)), dim=-1).numpy()
 
-
-BLOCK_TORCH = """
-import sys
-
-class BlockTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "torch":
-            raise ImportError(f"torch is blocked in this test (import of {name!r})")
-
-sys.meta_path.insert(0, BlockTorch())
-"""
 
 # The torch-free side of the package: what `pip install speechrnn` (no extras) runs.
 RUNTIME_MODULES = ("audio", "card", "cli", "detect", "errors", "labels", "listen", "predict", "runtime")

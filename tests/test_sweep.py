@@ -22,8 +22,8 @@ from optuna.trial import TrialState
 from pg import postgres_url  # noqa: F401 (a fixture)
 from speechrnn import sweep
 from speechrnn.errors import SpeechRNNError
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 # One batch per epoch: the machinery is under test here, not the model.
 FAST = ["trainer.epochs=1", "trainer.limit_train_batches=1", "trainer.progress=false", "export.enabled=false"]
 

@@ -31,8 +31,8 @@ from speechrnn.data.synthetic import (
     split_speakers,
 )
 from speechrnn.errors import SpeechRNNError
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 # The conftest fixture's arguments, for renders that must match it.
 TINY = dict(words=["yes", "no", "up"], unknown_words=["cat", "tree"], per_word=12, unknown_per_word=4)
 CLIP_NAME = re.compile(r"[0-9a-f]{8}_nohash_\d+\.wav")
