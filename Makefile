@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-all demo bench clean
+.PHONY: venv test test-fast test-all demo bench clean
 
 venv: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 # Test files run in parallel, one per core; a file's tests stay together to share fixtures.
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
+
+# The quick loop while editing: everything but the tests marked slow (training, CLI subprocesses).
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" -n auto
 
 demo: $(STAMP)
 	$(BIN)/python -m speechrnn.demo

@@ -16,8 +16,10 @@ import pytest
 import torch
 
 from speechrnn import checkpoint
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow  # every test runs `speechrnn train` in a subprocess
+
 # The smoke recipe with every source of randomness a resume must carry over: waveform
 # augmentation, SpecAugment, dropout (global torch RNG, restored only from the checkpoint's
 # "rng" state) and DataLoader worker processes.
@@ -113,7 +115,6 @@ def test_sigkill_during_checkpoint_writes_never_leaves_a_torn_file(tmp_path):
     assert torn_writes, "no kill landed during a write; the test proved nothing"
 
 
-@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tmp_path, uninterrupted):
     run_dir = tmp_path / "run"
     rng = random.Random(1)
@@ -143,7 +144,6 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tm
     assert losses == uninterrupted[2]
 
 
-@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_keeps_last_pt_and_says_how_to_resume(tmp_path):
     run_dir = tmp_path / "run"
     proc = start([*TRAIN, f"hydra.run.dir={run_dir}"], tmp_path)

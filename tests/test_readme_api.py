@@ -7,7 +7,11 @@ import re
 import subprocess
 import sys
 
-from conftest import REPO
+import pytest
+
+from helpers import REPO
+
+pytestmark = pytest.mark.slow  # runs the README snippet, which trains, in a subprocess
 
 HEADING = "### Python API"
 

@@ -22,6 +22,8 @@ from speechrnn.config import CONF_DIR
 from speechrnn.errors import SpeechRNNError
 from speechrnn.training import fit
 
+pytestmark = pytest.mark.slow  # every test trains into a run dir (fit or `speechrnn train`)
+
 FAST = ["recipe=smoke", "export.enabled=false"]
 HYDRA_FILES = (".hydra", "train.log", ".lock")  # what every `speechrnn train` call writes
 

@@ -17,6 +17,8 @@ from speechrnn.config import CONF_DIR
 from speechrnn.errors import SpeechRNNError
 from speechrnn.training import fit
 
+pytestmark = pytest.mark.slow  # every test trains (fit) or runs `speechrnn train`
+
 FAST = ["recipe=smoke", "export.enabled=false"]
 
 
@@ -92,7 +94,6 @@ def test_a_checkpoint_from_before_a_setting_existed_loads_with_its_default(tmp_p
 RANDOM = ["augment=default", "features=mfcc_specaugment", "model.dropout=0.3", "data.num_workers=2"]
 
 
-@pytest.mark.slow  # three runs with two DataLoader workers each: 10-20 s
 def test_resume_after_an_interruption_gives_the_same_result(tmp_path):
     uninterrupted = fit(smoke_config(*RANDOM), tmp_path / "uninterrupted")
     run_dir = tmp_path / "run"
@@ -145,7 +146,6 @@ def test_wandb_offline_run_is_written(tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["epochs"] == 1
 
 
-@pytest.mark.slow
 def test_ddp_on_two_processes_trains_as_one_process_on_the_same_global_batch(tmp_path):
     """2 processes x 8 clips per step = 1 process x 16: DistributedSampler deals the same
     shuffled order to both ranks in turn, so the two halves of each step make the single
