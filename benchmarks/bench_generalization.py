@@ -12,15 +12,16 @@ standard deviation over seeds. Parts (``--only`` runs some and keeps the others'
   the run's test accuracy per fold and seed; the mean over folds, the worst speaker (mean over
   seeds per speaker, then the lowest) and the std over seeds of the mean over folds.
 - ``synth2real``: ``synthetic/digits`` (digit words "zero".."nine") run as its exported ONNX
-  model over all 3,000 real FSDD clips (digits "0".."9"): accuracy. The default model
-  (``synthetic/gru``, command words): the share of those 3,000 clips it calls `_unknown_`, and
-  the share of ``PROBES`` (digital silence; 100-sample and -60 dBFS cuts of the held-out real
-  noise) it calls `_silence_`.
-- ``noise``: `speechrnn detect` (default settings) on the held-out halves of the real noise
-  recordings (``split_noise``, as bench_inference does: fsdd/kws trains on the other halves):
-  false keywords per hour for ``synthetic/gru`` and ``fsdd/kws``, and fsdd/kws's precision and
-  recall on the spoken-digit recording of benchmarks/long_recording.py (an hour of FSDD test
-  clips, held-out noise in the gaps).
+  model over all 3,000 real FSDD clips (digits "0".."9"): accuracy.
+- ``default``: the default model (``synthetic/gru``, command words): its test accuracy on the
+  synthetic test split; the share of the 3,000 FSDD clips (people saying words it has no class
+  for) it calls `_unknown_`; the share of ``PROBES`` (digital silence; 100-sample and -60 dBFS
+  cuts of the held-out real noise) it calls `_silence_`; false keywords per hour from
+  `speechrnn detect` (default settings) on the held-out halves of the real noise recordings
+  (``split_noise``, as bench_inference does).
+- ``noise``: ``fsdd/kws`` (trained on the other noise halves): false keywords per hour on the
+  held-out halves, and precision and recall on the spoken-digit recording of
+  benchmarks/long_recording.py (an hour of FSDD test clips, held-out noise in the gaps).
 - ``channel``: ``--recipe`` on the official FSDD split; its ONNX model on its test clips as
   recorded, band-limited to 300-3400 Hz and resampled through 8 kHz, each at its own level and
   at -35, -20 and 0 dBFS peak, without and with a synthetic room (``CONDITIONS``); accuracy and
@@ -64,7 +65,7 @@ from speechrnn.runtime import Recognizer
 SHARED_DATA = meta.REPO.parent / "shared" / "data"
 FSDD = SHARED_DATA / "fsdd" / "recordings"
 NOISE = SHARED_DATA / "speech_commands_noise"
-PARTS = ("loso", "synth2real", "noise", "channel")  # in the order they run
+PARTS = ("loso", "synth2real", "default", "noise", "channel")  # in the order they run
 GROUP = "generalization"  # runs/generalization/
 DEFAULT_MODEL = "synthetic/gru"  # what `speechrnn train` trains with no recipe
 QUICK_ARGV = ["--quick", "--only", "channel", "--seeds", "0"]  # benchmarks.run_all --quick
@@ -225,41 +226,48 @@ def probes(held_out: Path, rate: int, count: int = 20) -> dict[str, list[np.ndar
             "1 s of noise at -60 dBFS": cuts(rate, -60.0)}
 
 
+def fsdd_truth(fsdd: Path) -> tuple[list[Path], list[str]]:
+    files = fsdd_files(fsdd)
+    return files, [DIGIT_WORDS[int(NAME.match(p.name)["digit"])] for p in files]
+
+
 def synth2real(args, train: Trainer) -> dict:
-    files = fsdd_files(args.fsdd)
-    truth = [DIGIT_WORDS[int(NAME.match(p.name)["digit"])] for p in files]
-    _, held_out = split_noise(args.noise, meta.RESULTS / "noise_halves")
-    digits, default = [], []
+    files, truth = fsdd_truth(args.fsdd)
+    digits = []
     for seed in args.seeds:
         run = train("synthetic/digits", ["recipe=synthetic/digits",
                                          f"data.test_root={args.fsdd}"], seed)
         recognizer = model(run)
-        waves = np.stack([recognizer.load(p) for p in files])
-        said = predicted(recognizer, waves)
+        said = predicted(recognizer, np.stack([recognizer.load(p) for p in files]))
         digits.append({**run, "fsdd_clips": len(files),
                        "fsdd_accuracy": float(np.mean([a == b for a, b in zip(said, truth)]))})
+    return {"command": bench_command("synth2real", args.seeds),
+            "digits": {"recipe": "synthetic/digits", "seeds": digits,
+                       "fsdd_accuracy": spread_of(digits, "fsdd_accuracy")}}
 
+
+def default(args, train: Trainer) -> dict:
+    files, _ = fsdd_truth(args.fsdd)
+    _, held_out = split_noise(args.noise, meta.RESULTS / "noise_halves")
+    rows = []
+    for seed in args.seeds:
         run = train(DEFAULT_MODEL, [f"recipe={DEFAULT_MODEL}"], seed)
         recognizer = model(run)
         said = predicted(recognizer, np.stack([recognizer.load(p) for p in files]))
         row = {**run, "fsdd_unknown_share": said.count(UNKNOWN) / len(said),
-               "fsdd_predictions": {label: said.count(label) for label in sorted(set(said))}}
-        if SILENCE in recognizer.labels:
-            row["silence_share"] = {}
-            for kind, clips in probes(held_out, recognizer.sample_rate).items():
-                got = predicted(recognizer, np.stack([recognizer.prepare(c) for c in clips]))
-                row["silence_share"][kind] = got.count(SILENCE) / len(got)
-        default.append(row)
-    result = {"command": bench_command("synth2real", args.seeds),
-              "digits": {"recipe": "synthetic/digits", "seeds": digits,
-                         "fsdd_accuracy": spread_of(digits, "fsdd_accuracy")},
-              "default": {"recipe": DEFAULT_MODEL, "seeds": default,
-                          "fsdd_unknown_share": spread_of(default, "fsdd_unknown_share")}}
-    if all("silence_share" in row for row in default):
-        result["default"]["silence_share"] = {
-            kind: runs.spread(row["silence_share"][kind] for row in default)
-            for kind in default[0]["silence_share"]}
-    return result
+               "fsdd_predictions": {label: said.count(label) for label in sorted(set(said))},
+               "silence_share": {}}
+        for kind, clips in probes(held_out, recognizer.sample_rate).items():
+            got = predicted(recognizer, np.stack([recognizer.prepare(c) for c in clips]))
+            row["silence_share"][kind] = got.count(SILENCE) / len(got)
+        row.update(false_keywords(meta.REPO / run["run_dir"] / "model.onnx", held_out))
+        rows.append(row)
+    return {"recipe": DEFAULT_MODEL, "command": bench_command("default", args.seeds),
+            "seeds": rows, "test_accuracy": spread_of(rows, "test_accuracy"),
+            "fsdd_unknown_share": spread_of(rows, "fsdd_unknown_share"),
+            "silence_share": {kind: runs.spread(row["silence_share"][kind] for row in rows)
+                              for kind in rows[0]["silence_share"]},
+            "false_keywords_per_hour": spread_of(rows, "false_keywords_per_hour")}
 
 
 def false_keywords(model_path: Path, held_out: Path) -> dict:
@@ -276,32 +284,24 @@ def false_keywords(model_path: Path, held_out: Path) -> dict:
 
 def noise(args, train: Trainer) -> dict:
     train_half, held_out = split_noise(args.noise, meta.RESULTS / "noise_halves")
-    models = {DEFAULT_MODEL: [f"recipe={DEFAULT_MODEL}"],
-              "fsdd/kws": ["recipe=fsdd/kws", f"data.root={args.fsdd}",
-                           f"data.noise_dir={train_half}"]}
+    overrides = ["recipe=fsdd/kws", f"data.root={args.fsdd}", f"data.noise_dir={train_half}"]
     result = {"command": bench_command("noise", args.seeds), "threshold": Settings.threshold,
-              "tolerance_s": TOLERANCE_S, "models": {}}
+              "tolerance_s": TOLERANCE_S, "recipe": "fsdd/kws"}
     with tempfile.TemporaryDirectory() as tmp:
         recording = long_recordings(args.fsdd, held_out, Path(tmp),
                                     120.0 if args.quick else 3600.0)["hour"]
         result["digit_recording_seconds"] = recording["seconds"]
-        for name, overrides in models.items():
-            rows = []
-            for seed in args.seeds:
-                run = train(name, overrides, seed)
-                path = meta.REPO / run["run_dir"] / "model.onnx"
-                row = {**run, **false_keywords(path, held_out)}
-                if name == "fsdd/kws":  # the digits model: recall on the spoken digits
-                    row["digits"] = score(detect(path, recording["path"]), recording["reference"],
-                                          TOLERANCE_S)
-                rows.append(row)
-            summary = {"seeds": rows,
-                       "false_keywords_per_hour": spread_of(rows, "false_keywords_per_hour")}
-            if "digits" in rows[0]:
-                summary["digit_recall"] = runs.spread(r["digits"]["recall"] for r in rows)
-                summary["digit_precision"] = runs.spread(r["digits"]["precision"] for r in rows)
-            result["models"][name] = summary
-    return result
+        rows = []
+        for seed in args.seeds:
+            run = train("fsdd/kws", overrides, seed)
+            path = meta.REPO / run["run_dir"] / "model.onnx"
+            rows.append({**run, **false_keywords(path, held_out),
+                         "digits": score(detect(path, recording["path"]), recording["reference"],
+                                         TOLERANCE_S)})
+    return {**result, "seeds": rows,
+            "false_keywords_per_hour": spread_of(rows, "false_keywords_per_hour"),
+            "digit_recall": runs.spread(r["digits"]["recall"] for r in rows),
+            "digit_precision": runs.spread(r["digits"]["precision"] for r in rows)}
 
 
 def channel(args, train: Trainer) -> dict:
@@ -338,7 +338,8 @@ def recipe_arguments(args) -> list[str]:
     return ["--recipe", args.recipe, *(f"--override '{o}'" for o in args.override)]
 
 
-RUNNERS = {"loso": loso, "synth2real": synth2real, "noise": noise, "channel": channel}
+RUNNERS = {"loso": loso, "synth2real": synth2real, "default": default, "noise": noise,
+           "channel": channel}
 
 
 # ---------------------------------------------------------------------------- main
