@@ -242,7 +242,7 @@ def export_model(model: nn.Module, cfg, output: str | os.PathLike, *, quantize: 
             path = Path(tmp) / "model.onnx"
             _torch_export(graph, args, path, opset=opset, **names)
             if quantize == "int8":
-                _quantize(path)
+                _quantize(path, streaming=stream_graph)
             proto = onnx.load(str(path))
             for key, value in metadata(model, cfg, quantize=quantize, streaming=stream_graph,
                                        summary=summary or {}).items():
@@ -294,9 +294,14 @@ def _torch_export(graph, args, path: Path, *, opset: int, input_names, output_na
                           dynamic_axes=dynamic_axes, do_constant_folding=True)
 
 
-def _quantize(path: Path) -> None:
+def _quantize(path: Path, streaming: bool) -> None:
     """int8 weights for every MatMul/Conv/LSTM outside the MFCC frontend (whose DFT and log-mel
-    need float precision), by onnxruntime's dynamic quantisation, and for every GRU/RNN."""
+    need float precision), by onnxruntime's dynamic quantisation, and for every GRU/RNN.
+
+    A streaming graph keeps its LSTM out of the dynamic quantisation: onnxruntime's
+    DynamicQuantizeLSTM does not carry the state passed between calls as the float LSTM does
+    (measured with onnxruntime 1.32: the same audio in 4 chunks or in 1 drifted by 0.19 in the
+    outputs, the float graph by 1e-7), so its weights are stored as int8 like a GRU's."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     frontend = [node.name for node in onnx.load(str(path)).graph.node if "/frontend/" in node.name]
@@ -305,7 +310,8 @@ def _quantize(path: Path) -> None:
     logging.getLogger().setLevel(logging.ERROR)  # it advises shape pre-processing on every call
     try:
         quantize_dynamic(path, quantized, weight_type=QuantType.QInt8,
-                         op_types_to_quantize=["MatMul", "Conv", "LSTM"], nodes_to_exclude=frontend)
+                         op_types_to_quantize=["MatMul", "Conv", *(() if streaming else ["LSTM"])],
+                         nodes_to_exclude=frontend)
     finally:
         logging.getLogger().setLevel(level)
     proto = onnx.load(str(quantized))
@@ -314,8 +320,9 @@ def _quantize(path: Path) -> None:
 
 
 def _store_recurrent_weights_int8(graph: onnx.GraphProto) -> None:
-    """Store the input and recurrent weights of GRU/RNN nodes as int8, one scale per row (per
-    direction and gate unit), restored to float by a Cast and a Mul in front of the node.
+    """Store the input and recurrent weights of GRU/RNN nodes (and LSTM nodes left in float) as
+    int8, one scale per row (per direction and gate unit), restored to float by a Cast and a Mul
+    in front of the node.
 
     onnxruntime has no int8 GRU/RNN kernel. It folds these constants back to float once, when
     the session starts, so the layer then runs at fp32 speed from a file with int8 weights. The
@@ -324,7 +331,7 @@ def _store_recurrent_weights_int8(graph: onnx.GraphProto) -> None:
     weights = {t.name: t for t in graph.initializer}
     restore = []
     for node in graph.node:
-        if node.op_type not in ("GRU", "RNN"):
+        if node.op_type not in ("GRU", "RNN", "LSTM"):
             continue
         for name in node.input[1:3]:  # W [directions, gates * hidden, inputs], R likewise
             weight = numpy_helper.to_array(weights[name])
