@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -377,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
             measured[part] = {"meta": earlier["meta"], **kept} if "meta" not in kept else kept
     meta.write("generalization",
                {"targets": TARGETS, "parts": {p: measured[p] for p in PARTS if p in measured}},
-               started, threads={"torch": "default (one per core)",
+               started, threads={"torch": os.environ.get("OMP_NUM_THREADS",
+                                                         "default (one per core)"),
                                  "onnxruntime": "default (one per core)"}, quick=args.quick)
     return 0
 
