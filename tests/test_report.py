@@ -262,7 +262,7 @@ def test_generalization_section_reads_targets_and_keeps_earlier_parts(tmp_path):
     assert "mean over the 3 folds 97.9 % ± 0.1 (target 95 %: met)" in body
     assert "worst speaker `lucas` 96.9 % ± 0.1 (target 90 %: met)" in body
     assert "81.0 % ± 1.0 (target 90 %: missed)" in body
-    assert ("18.0 ± 18.0 false keywords per hour of held-out noise (3.3 min; target <= 2: missed)"
+    assert ("18.0 ± 18.0 false keywords per hour of held-out real noise (3.3 min; target <= 2: missed)"
             in body)
     assert "precision 0.900, recall 0.960 ± 0.000 (target 0.95: met)" in body
     assert "96.0 % ± 1.0 on its synthetic test split (286 clips)" in body

@@ -43,31 +43,33 @@ def _synth2real(part: dict, targets: dict) -> list[str]:
             f"({_target(accuracy['mean'] >= goal, pct(goal, 0))})."]
 
 
+def _false_keywords(part: dict, targets: dict) -> str:
+    false, limit = part["false_keywords_per_hour"], targets["false_keywords_per_hour"]
+    return (f"{false['mean']:.1f} ± {false['std']:.1f} false keywords per hour of held-out real "
+            f"noise ({part['seeds'][0]['noise_seconds'] / 60:.1f} min; "
+            f"{_target(false['mean'] <= limit, f'<= {limit:g}')})")
+
+
 def _default(part: dict, targets: dict) -> list[str]:
     unknown, goal = part["fsdd_unknown_share"], targets["fsdd_unknown_share"]
-    false, limit = part["false_keywords_per_hour"], targets["false_keywords_per_hour"]
     first = part["seeds"][0]
     return [f"**The default model** (`{part['recipe']}`, {_seeds(part['seeds'])}): "
             f"{_pct(part['test_accuracy'])} on its synthetic test split "
             f"({first['test_clips']} clips); calls {_pct(unknown)} of the "
             f"{sum(first['fsdd_predictions'].values()):,} real FSDD clips `_unknown_` "
             f"({_target(unknown['mean'] >= goal, pct(goal, 0))}); "
-            f"{false['mean']:.1f} ± {false['std']:.1f} false keywords per hour of held-out real "
-            f"noise ({first['noise_seconds'] / 60:.1f} min, `speechrnn detect` at its defaults; "
-            f"{_target(false['mean'] <= limit, f'<= {limit:g}')}). Share called `_silence_`: "
+            f"{_false_keywords(part, targets)} from `speechrnn detect` at its defaults. "
+            "Share called `_silence_`: "
             + ", ".join(f"{kind} {_pct(share)}" for kind, share in part["silence_share"].items())
             + "."]
 
 
 def _noise(part: dict, targets: dict) -> list[str]:
-    false, limit = part["false_keywords_per_hour"], targets["false_keywords_per_hour"]
     recall, goal = part["digit_recall"], targets["digit_recall"]
-    first = part["seeds"][0]
     return [f"**Keyword spotting in real noise** (`{part['recipe']}`, {_seeds(part['seeds'])}, "
-            f"`speechrnn detect` at threshold {part['threshold']:g}): {false['mean']:.1f} ± "
-            f"{false['std']:.1f} false keywords per hour of held-out noise "
-            f"({first['noise_seconds'] / 60:.1f} min; {_target(false['mean'] <= limit, f'<= {limit:g}')}); "
-            f"on a {part['digit_recording_seconds'] / 60:.0f}-minute recording of FSDD test digits "
+            f"`speechrnn detect` at threshold {part['threshold']:g}): "
+            f"{_false_keywords(part, targets)}; on a "
+            f"{part['digit_recording_seconds'] / 60:.0f}-minute recording of FSDD test digits "
             f"precision {part['digit_precision']['mean']:.3f}, recall {recall['mean']:.3f} ± "
             f"{recall['std']:.3f} ({_target(recall['mean'] >= goal, f'{goal:g}')})."]
 
