@@ -169,6 +169,11 @@ def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: i
                 sampler: Optional[Sampler] = None) -> DataLoader:
     """A DataLoader whose order depends only on ``seed`` (a given sampler, e.g. DDP's
     DistributedSampler, decides the order instead); workers persist across epochs."""
+    if num_workers > 0:
+        # Workers hand batches over as named shared-memory files, not as file descriptors: those
+        # go through a server thread in each worker that prints an EOFError traceback when the
+        # main process stops mid-transfer (Ctrl-C during training).
+        torch.multiprocessing.set_sharing_strategy("file_system")
     if sampler is None and shuffle:
         # Its own generator: the loader's is also drawn from when an iterator starts, which
         # happens every epoch without workers but once with persistent ones.
