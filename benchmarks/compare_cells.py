@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -38,12 +39,14 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from speechrnn.checkpoint import load_model  # noqa: E402
 from speechrnn.export import export_model  # noqa: E402
-from speechrnn.gradients import (clip_batch, compose, exploding, plot_exploding,  # noqa: E402
+from speechrnn.config import compose_config  # noqa: E402
+from speechrnn.gradients import (clip_batch, exploding, plot_exploding,  # noqa: E402
                                  plot_profiles, profile, with_model, write_json)
 from speechrnn.models import build_model, count_parameters  # noqa: E402
 from speechrnn.training import fit, plain_config  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
 RECIPE = "compare/cells"
 CELLS = ("rnn", "lstm", "gru")
 BASE_HIDDEN = 64
@@ -75,6 +78,8 @@ class Plan:
     grad_clips: int = 32
     exploding_steps: int = 25
     delays: tuple[float, ...] = DELAYS
+    # The recipe's data folders (FSDD recordings, the probe's noise), from the command line.
+    data: tuple[str, ...] = ()
 
 
 QUICK = Plan(epochs=1, probe_epochs=1, limit_train_batches=2, timing_reps=2, grad_clips=4,
@@ -87,7 +92,7 @@ def run_config(overrides: list[str], epochs: int, plan: Plan):
     extra = [f"trainer.epochs={epochs}", "trainer.overwrite=true"]  # a stale run there is replaced
     if plan.limit_train_batches:
         extra.append(f"trainer.limit_train_batches={plan.limit_train_batches}")
-    return compose([f"recipe={RECIPE}", *overrides, *extra])
+    return compose_config([f"recipe={RECIPE}", *plan.data, *overrides, *extra])
 
 
 WALL_SECONDS = "wall_seconds.txt"  # how long fit() took, kept beside a run for the report
@@ -578,16 +583,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fresh", action="store_true", help="retrain even finished runs")
     parser.add_argument("--docs", type=Path, default=REPO / "docs" / "compare_cells")
     parser.add_argument("--runs", type=Path, default=REPO / "outputs" / "compare_cells")
+    parser.add_argument("--fsdd", type=Path, default=SHARED_DATA / "fsdd" / "recordings",
+                        help="the FSDD recordings folder")
+    parser.add_argument("--noise", type=Path, default=SHARED_DATA / "speech_commands_noise",
+                        help="the noise recordings the memory probe plays after the word")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("speechrnn.training", "speechrnn.data"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    plan = QUICK if args.quick else Plan()
+    plan = dataclasses.replace(QUICK if args.quick else Plan(),
+                               data=(f"data.root={args.fsdd}", f"augment.noise_dir={args.noise}"))
     torch.set_num_threads(1)
     args.docs.mkdir(parents=True, exist_ok=True)
     start, load_start = time.time(), os.getloadavg()[0]
 
-    base_cfg = compose([f"recipe={RECIPE}"])
+    base_cfg = compose_config([f"recipe={RECIPE}", *plan.data])
     budget = parameters(base_cfg, BUDGET_CELL, BASE_HIDDEN)
     hidden = {("equal hidden", cell): BASE_HIDDEN for cell in CELLS}
     hidden.update({("equal params", cell): hidden_for_budget(base_cfg, cell, budget) for cell in CELLS})
