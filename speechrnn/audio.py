@@ -79,6 +79,11 @@ def _read(path: Path, window: Window) -> tuple[np.ndarray, int]:
     return mix_down(samples), int(rate)
 
 
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Float samples in [-1, 1] as 16-bit PCM values (rounded, clipped)."""
+    return np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
+
+
 def cut_short(path: str | os.PathLike) -> Optional[str]:
     """A warning for a readable file whose header promises more audio than the file holds (an
     interrupted copy or recording: it decodes as a shorter clip); None for a whole file."""

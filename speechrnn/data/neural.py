@@ -28,12 +28,15 @@ unchanged.
 from __future__ import annotations
 
 import ctypes
+import functools
+import importlib.util
 import json
 import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
 
+from .. import audio
 from ..errors import SpeechRNNError
 from .espeak import LibEspeak, Prosody
 
@@ -63,8 +66,6 @@ class NeuralProsody(Prosody):
 
 
 def available(voice: str) -> bool:
-    import importlib.util
-
     return importlib.util.find_spec(_PACKAGES[voice]) is not None
 
 
@@ -175,7 +176,7 @@ class PiperJoe:
                for name in self._noise},
         }
         wav = self._session.run(None, feeds)[0].reshape(-1)
-        return _int16(wav)
+        return audio.to_int16(wav)
 
 
 class HibariHeart:
@@ -210,7 +211,7 @@ class HibariHeart:
             out = tts.sess.run(None, {"ids": np.asarray([ids], np.int64), "speed": speed})
             lh, th, ln, lr, phi, f0 = (o[0] for o in out)
             parts.append(dsp.synth(lh, th, ln, lr, phi, _shift_f0(f0, prosody), rng))
-        return _int16(np.concatenate(parts) if parts else np.zeros(0, np.float32))
+        return audio.to_int16(np.concatenate(parts) if parts else np.zeros(0, np.float32))
 
 
 def _shift_f0(f0: np.ndarray, prosody: Prosody) -> np.ndarray:
@@ -228,43 +229,9 @@ def _shift_f0(f0: np.ndarray, prosody: Prosody) -> np.ndarray:
     return out
 
 
-def _int16(wav: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(wav * 32767), -32768, 32767).astype(np.int16)
-
-
-def open_voice(voice: str) -> PiperJoe | HibariHeart:
+@functools.cache
+def load(voice: str) -> PiperJoe | HibariHeart:
+    """A neural voice, loaded once per process (piper's model takes about 2 s) and shared by the
+    render tasks: its output depends on the call's arguments only, not on the calls before it."""
     require([voice])
     return PiperJoe() if voice == PIPER_JOE else HibariHeart()
-
-
-# Loaded voices of this process. A voice's output depends on the call's arguments only (not on
-# the calls before it), so render tasks share them and each model loads once per process
-# (piper's takes about 2 s).
-_LOADED: dict[str, PiperJoe | HibariHeart] = {}
-
-
-class Voices:
-    """The neural voices one render task uses, each loaded on first use (and kept loaded for
-    the process's later tasks); ``names`` lists the ones it used."""
-
-    def __init__(self):
-        self._used: dict[str, str] = {}
-
-    def get(self, voice: str) -> PiperJoe | HibariHeart:
-        if voice not in _LOADED:
-            _LOADED[voice] = open_voice(voice)
-        self._used[voice] = _LOADED[voice].name
-        return _LOADED[voice]
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._used.values())
-
-    def close(self) -> None:
-        self._used.clear()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -247,20 +247,21 @@ def _render_task(args: tuple[_Task, str]) -> list[str]:
     task, tmp = args
     folder = Path(tmp) / task.word
     folder.mkdir()
-    with open_backend() as espeak, neural.Voices() as voices:
+    with open_backend() as espeak:
+        names = [espeak.name]
         for speaker, name in task.clips:
             rng = _rng(task.seed, "clip", task.word, name)
             is_neural = isinstance(speaker.prosody, neural.NeuralProsody)
-            backend = voices.get(speaker.prosody.voice) if is_neural else espeak
+            backend = neural.load(speaker.prosody.voice) if is_neural else espeak
+            names.append(backend.name)
             _write_wav(folder / name, _clip(backend, task.word, speaker, rng))
-        return [espeak.name, *voices.names]
+        return names
 
 
 def _write_wav(path: Path, samples: np.ndarray) -> None:
     """16-bit PCM at 16 kHz. Encoded in memory: soundfile fsyncs every file it closes."""
-    pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16)
     encoded = io.BytesIO()
-    sf.write(encoded, pcm, SAMPLE_RATE, format="WAV", subtype="PCM_16")
+    sf.write(encoded, audio.to_int16(samples), SAMPLE_RATE, format="WAV", subtype="PCM_16")
     path.write_bytes(encoded.getvalue())
 
 
