@@ -107,6 +107,14 @@ def test_piper_phonemes_come_from_espeak(piper):
     assert piper.ids("ɡˈoʊ?")[:2] == [1, 0]  # ^ then the pad, as Piper writes them
 
 
+@needs_piper
+def test_no_unknown_word_sounds_exactly_like_a_command(piper):
+    commands = {piper.phonemes(word): word for word in synthetic.COMMAND_WORDS}
+    homophones = {word: commands[piper.phonemes(word)] for word in synthetic.UNKNOWN_WORDS
+                  if piper.phonemes(word) in commands}
+    assert not homophones  # e.g. "know" is "no" and "write" is "right" to espeak-ng
+
+
 @needs_hibari
 @pytest.mark.parametrize("word", ["up", "go", "no", "off", "yes"])
 def test_hibari_says_short_words(hibari, word):

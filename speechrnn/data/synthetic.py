@@ -47,14 +47,15 @@ log = logging.getLogger(__name__)
 
 COMMAND_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 # The _unknown_ class: Speech Commands' twenty auxiliary words (the digits among them), words
-# that sound like a command ("know", "write", "shop" ...) and everyday words, so that a word the
-# model has no class for lands in _unknown_ rather than in the nearest command.
+# that sound like a command ("now", "lift", "shop" ...) and everyday words, so that a word the
+# model has no class for lands in _unknown_ rather than in the nearest command. Never a homophone
+# of a command ("know", "write"): the same sounds under two labels only teach the model to doubt.
 UNKNOWN_WORDS = (
     "bed", "bird", "cat", "dog", "happy", "house", "marvin", "sheila", "tree", "wow", "backward",
     "forward", "follow", "learn", "visual", "zero", "one", "two", "three", "four", "five", "six",
     "seven", "eight", "nine",
-    "yet", "yeah", "guess", "less", "know", "now", "note", "snow", "cup", "pop", "town", "round",
-    "brown", "lift", "west", "lost", "write", "light", "night", "bright", "own", "in", "and",
+    "yet", "yeah", "guess", "less", "now", "note", "snow", "cup", "pop", "town", "round",
+    "brown", "lift", "west", "lost", "light", "night", "bright", "own", "in", "and",
     "cough", "if", "shop", "top", "stock", "step", "goat", "grow", "show", "low",
     "hello", "the", "what", "where", "water", "morning", "please", "thanks", "music", "window",
     "open", "close", "play", "again", "maybe", "okay", "little", "people", "number", "table",
