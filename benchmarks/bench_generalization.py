@@ -66,7 +66,8 @@ from speechrnn.runtime import Recognizer
 SHARED_DATA = meta.REPO.parent / "shared" / "data"
 FSDD = SHARED_DATA / "fsdd" / "recordings"
 NOISE = SHARED_DATA / "speech_commands_noise"
-PARTS = ("loso", "synth2real", "default", "noise", "channel")  # in the order they run
+PARTS = ("loso", "synth2real", "default", "ablation", "noise", "channel")  # in the order they run
+ON_REQUEST = ("ablation",)  # run only when named in --only
 GROUP = "generalization"  # runs/generalization/
 DEFAULT_MODEL = "synthetic/gru"  # what `speechrnn train` trains with no recipe
 QUICK_ARGV = ["--quick", "--only", "channel", "--seeds", "0"]  # benchmarks.run_all --quick
@@ -247,12 +248,14 @@ def synth2real(args, train: Trainer) -> dict:
                        "fsdd_accuracy": spread_of(digits, "fsdd_accuracy")}}
 
 
-def default(args, train: Trainer) -> dict:
+def default_model(args, train: Trainer, name: str, overrides: list[str]) -> dict:
+    """The default model's figures (see ``default``) for the training ``name`` with ``overrides``,
+    per seed and as mean and std over seeds."""
     files, _ = fsdd_truth(args.fsdd)
     _, held_out = split_noise(args.noise, meta.RESULTS / "noise_halves")
     rows = []
     for seed in args.seeds:
-        run = train(DEFAULT_MODEL, [f"recipe={DEFAULT_MODEL}"], seed)
+        run = train(name, overrides, seed)
         recognizer = model(run)
         said = predicted(recognizer, np.stack([recognizer.load(p) for p in files]))
         row = {**run, "fsdd_unknown_share": said.count(UNKNOWN) / len(said),
@@ -263,12 +266,29 @@ def default(args, train: Trainer) -> dict:
             row["silence_share"][kind] = got.count(SILENCE) / len(got)
         row.update(false_keywords(meta.REPO / run["run_dir"] / "model.onnx", held_out))
         rows.append(row)
-    return {"recipe": DEFAULT_MODEL, "command": bench_command("default", args.seeds),
-            "seeds": rows, "test_accuracy": spread_of(rows, "test_accuracy"),
+    return {"seeds": rows, "test_accuracy": spread_of(rows, "test_accuracy"),
             "fsdd_unknown_share": spread_of(rows, "fsdd_unknown_share"),
             "silence_share": {kind: runs.spread(row["silence_share"][kind] for row in rows)
                               for kind in rows[0]["silence_share"]},
             "false_keywords_per_hour": spread_of(rows, "false_keywords_per_hour")}
+
+
+def default(args, train: Trainer) -> dict:
+    return {"recipe": DEFAULT_MODEL, "command": bench_command("default", args.seeds),
+            **default_model(args, train, DEFAULT_MODEL, [f"recipe={DEFAULT_MODEL}"])}
+
+
+def ablation(args, train: Trainer) -> dict:
+    """The default recipe with one lever changed (``--override``s), named ``--variant``: the same
+    figures as ``default``, kept beside the earlier variants for docs/generalization.md's table."""
+    if not args.variant or not args.override:
+        raise SystemExit("--only ablation needs --variant NAME and at least one --override")
+    command = bench_command("ablation", args.seeds, [f"--variant '{args.variant}'",
+                                                     *(f"--override '{o}'" for o in args.override)])
+    measured = default_model(args, train, f"{DEFAULT_MODEL} {args.variant}",
+                             [f"recipe={DEFAULT_MODEL}", *args.override])
+    return {"variants": {args.variant: {"overrides": args.override, "command": command,
+                                        **measured}}}
 
 
 def false_keywords(model_path: Path, held_out: Path) -> dict:
@@ -339,11 +359,28 @@ def recipe_arguments(args) -> list[str]:
     return ["--recipe", args.recipe, *(f"--override '{o}'" for o in args.override)]
 
 
-RUNNERS = {"loso": loso, "synth2real": synth2real, "default": default, "noise": noise,
-           "channel": channel}
+RUNNERS = {"loso": loso, "synth2real": synth2real, "default": default, "ablation": ablation,
+           "noise": noise, "channel": channel}
 
 
 # ---------------------------------------------------------------------------- main
+
+def keep_earlier(measured: dict, earlier: dict) -> dict:
+    """``measured`` parts, plus the parts and ablation variants of the ``earlier`` result that
+    were not measured again, each with the meta of the run that measured it (--only replaces
+    its parts, and a variant measured again its row)."""
+    def dated(row: dict) -> dict:
+        return row if "meta" in row else {"meta": earlier["meta"], **row}
+
+    merged = dict(measured)
+    for part, kept in earlier.get("parts", {}).items():
+        if part == "ablation":  # dated row by row: its variants come from several runs
+            variants = {name: dated(row) for name, row in kept["variants"].items()}
+            merged[part] = {"variants": {**variants, **measured.get(part, {}).get("variants", {})}}
+        elif part in PARTS and part not in measured:
+            merged[part] = dated(kept)
+    return merged
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -353,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="trainer.seed values; results are their mean and std")
     parser.add_argument("--recipe", default="fsdd/gru", help="the FSDD recipe of loso and channel")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
-                        help="a Hydra override added to loso's and channel's trainings")
+                        help="a Hydra override added to loso's, channel's and ablation's trainings")
+    parser.add_argument("--variant", help="ablation: the name of the default recipe's variant")
     parser.add_argument("--fsdd", type=Path, default=FSDD, help="the FSDD recordings folder")
     parser.add_argument("--noise", type=Path, default=NOISE, help="the noise recordings folder")
     parser.add_argument("--quick", action="store_true",
@@ -362,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     for folder in (args.fsdd, args.noise):
         if not folder.is_dir():
             raise SystemExit(f"{folder} not found; pass --fsdd / --noise")
-    parts = args.only or list(PARTS)
+    parts = args.only or [part for part in PARTS if part not in ON_REQUEST]
 
     started = meta.start()
     train = Trainer(args.quick)
@@ -371,11 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--- {part}", flush=True)
         measured[part] = RUNNERS[part](args, train)
     out = meta.result_path("generalization", args.quick)
-    # --only replaces its parts and keeps the others (with the meta of their own run).
     earlier = json.loads(out.read_text()) if out.is_file() and not args.quick else {}
-    for part, kept in earlier.get("parts", {}).items():
-        if part in PARTS and part not in measured:
-            measured[part] = {"meta": earlier["meta"], **kept} if "meta" not in kept else kept
+    measured = keep_earlier(measured, earlier)
     meta.write("generalization",
                {"targets": TARGETS, "parts": {p: measured[p] for p in PARTS if p in measured}},
                started, threads={"torch": os.environ.get("OMP_NUM_THREADS",

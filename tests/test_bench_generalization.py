@@ -78,3 +78,19 @@ def test_conditions_start_with_the_clean_clips():
     grid = g.conditions()
     assert grid[0] == {"channel": "clean", "room": False, "level_dbfs": None}
     assert len(grid) == len({g.condition_name(c) for c in grid}) == 2 * 3 * 4
+
+
+def test_a_partial_run_keeps_the_earlier_parts_and_variants_with_their_own_meta():
+    then, now = {"commit": "aaa"}, {"commit": "bbb"}
+    earlier = {"meta": then, "parts": {
+        "default": {"command": "d"},
+        "ablation": {"variants": {"a": {"overrides": ["x=1"]}, "b": {"overrides": ["y=1"]}}}}}
+    merged = g.keep_earlier({"ablation": {"variants": {"b": {"overrides": ["y=2"]}}}}, earlier)
+    assert merged["default"] == {"meta": then, "command": "d"}
+    assert merged["ablation"]["variants"] == {"a": {"meta": then, "overrides": ["x=1"]},
+                                              "b": {"overrides": ["y=2"]}}  # this run's meta
+    # Kept again by a later run that measures another part, "a" still names its own run.
+    later = g.keep_earlier({"noise": {}}, {"meta": now, "parts": merged})
+    assert later["ablation"]["variants"]["a"]["meta"] == then
+    assert later["ablation"]["variants"]["b"]["meta"] == now
+    assert later["default"]["meta"] == then

@@ -19,6 +19,12 @@ from benchmarks.report import fmt
 from helpers import REPO
 
 README = REPO / "README.md"
+
+
+def documents() -> str:
+    """Every document that holds generated sections, as one text."""
+    return "\n".join(path.read_text() for path in report.DOCUMENTS)
+
 PIPELINES = ["torchaudio_pytorch", "ours_pytorch", "librosa_ort", "torchaudio_ort", "onnx_fp32",
              "onnx_int8"]
 
@@ -92,6 +98,14 @@ def generalization_result() -> dict:
     kws = [{"seed": seed, "noise_seconds": 200.0, "false_keywords_per_hour": 18.0 * seed,
             "digits": {"precision": 0.9, "recall": 0.96}} for seed in seeds]
     grid = g.conditions()
+    measured = {"seeds": default, "test_accuracy": spread([0.95, 0.96, 0.97]),
+                "fsdd_unknown_share": spread([0.86] * 3),
+                "false_keywords_per_hour": spread([40.0, 50.0, 60.0]),
+                "silence_share": {"digital silence": spread([0.0] * 3),
+                                  "1 s of noise at -60 dBFS": spread([0.5] * 3)}}
+    variant = {**copy.deepcopy(measured), "overrides": ["features.normalize=false"],
+               "command": g.bench_command("ablation", seeds, ["--variant 'no CMVN'"]),
+               "meta": {**meta_block(), "commit": "def5678"}}
     return with_meta({"targets": g.TARGETS, "parts": {
         "loso": {"recipe": "fsdd/gru", "overrides": [], "folds": folds,
                  "command": g.bench_command("loso", seeds, ["--recipe", "fsdd/gru"]),
@@ -100,11 +114,8 @@ def generalization_result() -> dict:
                        "digits": {"recipe": "synthetic/digits", "seeds": digits,
                                   "fsdd_accuracy": spread(r["fsdd_accuracy"] for r in digits)}},
         "default": {"recipe": "synthetic/gru", "command": g.bench_command("default", seeds),
-                    "seeds": default, "test_accuracy": spread([0.95, 0.96, 0.97]),
-                    "fsdd_unknown_share": spread([0.86] * 3),
-                    "false_keywords_per_hour": spread([40.0, 50.0, 60.0]),
-                    "silence_share": {"digital silence": spread([0.0] * 3),
-                                      "1 s of noise at -60 dBFS": spread([0.5] * 3)}},
+                    **measured},
+        "ablation": {"variants": {"no CMVN": variant}},
         "noise": {"command": g.bench_command("noise", seeds), "threshold": 0.7, "tolerance_s": 0.5,
                   "recipe": "fsdd/kws", "digit_recording_seconds": 3600.0, "seeds": kws,
                   "false_keywords_per_hour": spread([0.0, 18.0, 36.0]),
@@ -162,21 +173,22 @@ def sections(text: str) -> dict[str, str]:
     return {m["name"]: m["body"] for m in report.SECTION.finditer(text)}
 
 
-def test_readme_is_what_the_committed_results_generate():
-    text = README.read_text()
+@pytest.mark.parametrize("path", report.DOCUMENTS, ids=lambda path: path.name)
+def test_documents_are_what_the_committed_results_generate(path):
+    text = path.read_text()
     assert report.update(text) == text, (
-        "README.md differs from benchmarks/results/*.json: run python -m benchmarks.report "
+        f"{path.name} differs from benchmarks/results/*.json: run python -m benchmarks.report "
         "(never type a measured number into a generated section)")
 
 
-def test_readme_has_every_section_once():
-    names = [m["name"] for m in report.SECTION.finditer(README.read_text())]
+def test_the_documents_hold_every_section_once():
+    names = [m["name"] for m in report.SECTION.finditer(documents())]
     assert sorted(names) == sorted(report.SECTIONS)
 
 
 def test_every_section_renders_from_its_results(tmp_path):
     root = write_results(tmp_path, RESULTS)
-    rendered = sections(report.update(README.read_text(), root))
+    rendered = sections(report.update(documents(), root))
     for name, body in rendered.items():
         assert "Not measured" not in body, name
     assert "1.00 ms" in rendered["inference"]  # ONNX fp32, batch 1 p50 of the LSTM fixture
@@ -216,25 +228,38 @@ CHANGES = [
      0.975, "97.5 %", "generalization"),
     ("benchmarks/results/generalization.json", ["parts", "channel", "conditions", 5, "drop_points",
                                                 "mean"], 4.4, "(-4.4)", "generalization"),
+    ("benchmarks/results/generalization.json", ["parts", "ablation", "variants", "no CMVN",
+                                                "fsdd_unknown_share", "mean"], 0.913, "91.3 %",
+     "ablation"),
+    ("benchmarks/results/generalization.json", ["parts", "default", "test_accuracy", "mean"],
+     0.943, "94.3 %", "ablation"),
 ]
 
 
 @pytest.mark.parametrize("source, keys, value, expected, section", CHANGES,
                          ids=[f"{c[4]}-{c[1][-1]}" for c in CHANGES])
 def test_a_changed_result_changes_the_readme(tmp_path, source, keys, value, expected, section):
-    before = sections(report.update(README.read_text(), write_results(tmp_path / "a", RESULTS)))
+    before = sections(report.update(documents(), write_results(tmp_path / "a", RESULTS)))
     changed = copy.deepcopy(RESULTS)
     node = changed[source]
     for key in keys[:-1]:
         node = node[key]
     node[keys[-1]] = value
-    after = sections(report.update(README.read_text(), write_results(tmp_path / "b", changed)))
+    after = sections(report.update(documents(), write_results(tmp_path / "b", changed)))
     assert after[section] != before[section]
     assert expected in after[section] and expected not in before[section]
 
 
+def test_the_ablation_table_names_each_variant_and_the_commit_it_was_measured_at(tmp_path):
+    table = sections(report.update(documents(), write_results(tmp_path, RESULTS)))["ablation"]
+    shipped, variant = [line for line in table.splitlines() if line.startswith("| the recipe")
+                        or line.startswith("| no CMVN")]
+    assert shipped.endswith("`abc1234` |")  # the file's run
+    assert "`features.normalize=false`" in variant and variant.endswith("`def5678` |")
+
+
 def test_a_missed_target_is_reported_as_missed(tmp_path):
-    rendered = sections(report.update(README.read_text(), write_results(tmp_path, RESULTS)))
+    rendered = sections(report.update(documents(), write_results(tmp_path, RESULTS)))
     # The fixture's ONNX fp32 is 3x the baseline (< 4x), int8 1.2x fp32 at batch 64 (< 1.5x).
     assert "fp32 vs the PyTorch baseline, 4x: missed" in rendered["inference"]
     assert "int8 GRU, 1.5x: missed" in rendered["inference"]
@@ -243,12 +268,12 @@ def test_a_missed_target_is_reported_as_missed(tmp_path):
         model["rows"][4]["batch1_p50_ms"] = model["rows"][0]["batch1_p50_ms"] / 5
         model["rows"][5]["batch1_p50_ms"] = model["rows"][4]["batch1_p50_ms"] / 2
         model["rows"][5]["batch64_clips_per_s"] = 2 * model["rows"][4]["batch64_clips_per_s"]
-    rendered = sections(report.update(README.read_text(), write_results(tmp_path / "fast", fast)))
+    rendered = sections(report.update(documents(), write_results(tmp_path / "fast", fast)))
     assert "Every target above is met." in rendered["inference"]
 
 
 def test_a_missing_result_says_not_measured(tmp_path):
-    rendered = sections(report.update(README.read_text(), tmp_path))
+    rendered = sections(report.update(documents(), tmp_path))
     for name, body in rendered.items():
         assert body.startswith("*Not measured yet"), name
     assert "make bench" in rendered["inference"]
@@ -256,7 +281,7 @@ def test_a_missing_result_says_not_measured(tmp_path):
 
 
 def test_generalization_section_reads_targets_and_keeps_earlier_parts(tmp_path):
-    rendered = sections(report.update(README.read_text(), write_results(tmp_path, RESULTS)))
+    rendered = sections(report.update(documents(), write_results(tmp_path, RESULTS)))
     body = rendered["generalization"]
     # Fixture: LOSO mean 97.9 % (>= 95 %), worst lucas 96.9 %; synthetic/digits 81 % (< 90 %).
     assert "mean over the 3 folds 97.9 % ± 0.1 (target 95 %: met)" in body
@@ -273,7 +298,7 @@ def test_generalization_section_reads_targets_and_keeps_earlier_parts(tmp_path):
     result = partial["benchmarks/results/generalization.json"]
     del result["parts"]["noise"]
     result["parts"]["loso"]["meta"] = {**meta_block(), "date": "2029-05-06", "commit": "0ld0ld0"}
-    body = sections(report.update(README.read_text(), write_results(tmp_path / "p", partial)))[
+    body = sections(report.update(documents(), write_results(tmp_path / "p", partial)))[
         "generalization"]
     assert "Not measured at this commit: `noise`" in body
     assert "Parts from an earlier run: `loso` 2029-05-06 at `0ld0ld0`" in body
@@ -281,17 +306,17 @@ def test_generalization_section_reads_targets_and_keeps_earlier_parts(tmp_path):
 
 def test_quick_results_never_feed_the_readme(tmp_path):
     quick = {"benchmarks/results/inference_quick.json": {**inference_result(), "quick": True}}
-    rendered = sections(report.update(README.read_text(), write_results(tmp_path, quick)))
+    rendered = sections(report.update(documents(), write_results(tmp_path, quick)))
     assert rendered["inference"].startswith("*Not measured yet")
     flagged = {"benchmarks/results/inference.json": {**inference_result(), "quick": True}}
     with pytest.raises(SystemExit, match="quick"):
-        report.update(README.read_text(), write_results(tmp_path / "flagged", flagged))
+        report.update(documents(), write_results(tmp_path / "flagged", flagged))
 
 
 def test_check_exits_1_until_the_readme_is_regenerated(tmp_path):
     root = write_results(tmp_path / "root", RESULTS)
     readme = tmp_path / "README.md"
-    readme.write_text(report.update(README.read_text(), root).replace("99.67 %", "99.9 %"))
+    readme.write_text(report.update(documents(), root).replace("99.67 %", "99.9 %"))
     args = ["--readme", str(readme), "--root", str(root)]
     assert report.main(["--check", *args]) == 1
     assert report.main(args) == 0  # rewrites it

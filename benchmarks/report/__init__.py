@@ -1,7 +1,7 @@
-"""Regenerate README.md's measured sections from the committed benchmark results.
+"""Regenerate the measured sections of README.md and docs/ from the committed benchmark results.
 
-    python -m benchmarks.report            # rewrite the sections in README.md
-    python -m benchmarks.report --check    # exit 1 where README.md differs from the results
+    python -m benchmarks.report            # rewrite the sections in DOCUMENTS
+    python -m benchmarks.report --check    # exit 1 where a document differs from the results
 
 A section is the text between ``<!-- report:NAME -->`` and ``<!-- /report -->``; every number
 in it comes from the result files of ``SECTIONS[NAME]`` (benchmarks/results/<name>.json, as
@@ -24,6 +24,8 @@ from . import data, detection, generalization, inference, training
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
+# Where the sections live: together they hold each section of SECTIONS once.
+DOCUMENTS = (README, REPO / "docs" / "generalization.md")
 SECTION = re.compile(r"(<!-- report:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /report -->)",
                      re.DOTALL)
 
@@ -47,6 +49,9 @@ SECTIONS = {
     "training": Section((results("training"),), training.recipes, BENCH.format("bench_training")),
     "generalization": Section((results("generalization"),), generalization.render,
                               "`python -m benchmarks.bench_generalization` (part of `make bench`)"),
+    "ablation": Section((results("generalization"),), generalization.ablation,
+                        "`python -m benchmarks.bench_generalization --only default` and "
+                        "`--only ablation --variant NAME --override KEY=VALUE`"),
     "cells": Section(("docs/compare_cells/results.json",), training.cells,
                      "`python -m benchmarks.compare_cells`"),
     "inference": Section((results("inference"),), inference.render, BENCH.format("bench_inference")),
@@ -59,7 +64,7 @@ SECTIONS = {
 def render_section(name: str, root: Path = REPO) -> str:
     """The body of section ``name`` from the result files under ``root``."""
     if name not in SECTIONS:
-        raise SystemExit(f"README section {name!r} is not one of {sorted(SECTIONS)}")
+        raise SystemExit(f"report section {name!r} is not one of {sorted(SECTIONS)}")
     section = SECTIONS[name]
     paths = [root / source for source in section.sources]
     missing = [source for source, path in zip(section.sources, paths) if not path.is_file()]
@@ -90,27 +95,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.report",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true",
-                        help="change nothing; exit 1 if README.md differs from the results")
-    parser.add_argument("--readme", type=Path, default=README)
+                        help="change nothing; exit 1 if a document differs from the results")
+    parser.add_argument("--readme", type=Path, action="append",
+                        help="a document to regenerate (repeatable; default: README.md and "
+                             "docs/generalization.md)")
     parser.add_argument("--root", type=Path, default=REPO,
                         help="where benchmarks/results/ and docs/ are read from")
     args = parser.parse_args(argv)
-    text = args.readme.read_text()
-    found = [m["name"] for m in SECTION.finditer(text)]
+    documents = args.readme or list(DOCUMENTS)
+    texts = {path: path.read_text() for path in documents}
+    found = [m["name"] for text in texts.values() for m in SECTION.finditer(text)]
     if sorted(found) != sorted(SECTIONS):
-        print(f"{args.readme}: sections {sorted(found)}, expected each of {sorted(SECTIONS)} "
-              "once", file=sys.stderr)
+        print(f"{', '.join(map(str, documents))}: sections {sorted(found)}, expected each of "
+              f"{sorted(SECTIONS)} once", file=sys.stderr)
         return 1
-    new = update(text, args.root)
-    if new == text:
-        print(f"{args.readme} is up to date with the results")
-        return 0
-    if args.check:
-        sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
-                                                   str(args.readme), "from the results"))
-        print(f"{args.readme} differs from the results: run python -m benchmarks.report",
-              file=sys.stderr)
-        return 1
-    args.readme.write_text(new)
-    print(f"rewrote {len(found)} sections of {args.readme}")
-    return 0
+    stale = 0
+    for path, text in texts.items():
+        new = update(text, args.root)
+        if new == text:
+            print(f"{path} is up to date with the results")
+        elif args.check:
+            sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
+                                                       str(path), "from the results"))
+            print(f"{path} differs from the results: run python -m benchmarks.report",
+                  file=sys.stderr)
+            stale += 1
+        else:
+            path.write_text(new)
+            print(f"rewrote {len(SECTION.findall(text))} sections of {path}")
+    return 1 if stale else 0

@@ -3,7 +3,7 @@ over seeds, against issue 11's targets."""
 
 from __future__ import annotations
 
-from ..bench_generalization import PARTS
+from ..bench_generalization import ON_REQUEST, PARTS
 from .fmt import conditions, pct
 
 
@@ -13,6 +13,10 @@ def _pct(spread: dict) -> str:
 
 def _seeds(rows: list[dict]) -> str:
     return f"{len(rows)} seed{'s' * (len(rows) != 1)}"
+
+
+def _spread(spread: dict, unit: str = "") -> str:
+    return f"{spread['mean']:.1f} ± {spread['std']:.1f}{unit}"
 
 
 def _target(met: bool, text: str) -> str:
@@ -108,11 +112,11 @@ RENDER = {"loso": _loso, "synth2real": _synth2real, "default": _default, "noise"
 
 def render(result: dict) -> str:
     parts, lines = result["parts"], []
-    for name in PARTS:
+    for name in RENDER:
         if name in parts:
             lines += [*RENDER[name](parts[name], result["targets"]), ""]
-    missing = [name for name in PARTS if name not in parts]
-    commands = "; ".join(f"`{parts[name]['command']}`" for name in PARTS if name in parts)
+    missing = [name for name in PARTS if name not in parts and name not in ON_REQUEST]
+    commands = "; ".join(f"`{parts[name]['command']}`" for name in RENDER if name in parts)
     lines.append(f"Reproduce with {commands}.")
     if missing:
         lines[-1] += (" Not measured at this commit: " + ", ".join(f"`{m}`" for m in missing)
@@ -124,3 +128,27 @@ def render(result: dict) -> str:
             f"`{name}` {parts[name]['meta']['date'][:10]} at `{parts[name]['meta']['commit']}`"
             for name in earlier) + "."
     return "\n".join(lines)
+
+
+def ablation(result: dict) -> str:
+    """docs/generalization.md's table: the default recipe as it ships (part ``default``) and each
+    variant measured by part ``ablation``, with the same figures."""
+    parts = result["parts"]
+    if "default" not in parts:
+        return ("*Not measured yet: run `python -m benchmarks.bench_generalization --only default`"
+                ", then `python -m benchmarks.report`.*")
+    rows = [("the recipe as it ships", parts["default"]),
+            *parts.get("ablation", {}).get("variants", {}).items()]
+    lines = ["| default recipe | seeds | synthetic test | FSDD -> `_unknown_` | false keywords / h "
+             "of real noise | digital silence -> `_silence_` | measured at |",
+             "|---|---|---|---|---|---|---|"]
+    for name, row in rows:
+        changed = "".join(f" `{o}`" for o in row.get("overrides", []))
+        measured = row.get("meta", result["meta"])
+        lines.append(f"| {name}{changed} | {len(row['seeds'])} | {_pct(row['test_accuracy'])} | "
+                     f"{_pct(row['fsdd_unknown_share'])} | "
+                     f"{_spread(row['false_keywords_per_hour'])} | "
+                     f"{_pct(row['silence_share']['digital silence'])} | "
+                     f"`{measured['commit']}` |")
+    commands = [f"`{row['command']}`" for _, row in rows]
+    return "\n".join([*lines, "", "Reproduce with " + "; ".join(commands) + " (each at its commit)."])
