@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import Config, validate
 from .errors import SpeechRNNError
+from .models import build_model
 
 
 def save(state: dict[str, Any], path: str | os.PathLike) -> None:
@@ -78,8 +79,6 @@ def resolve(run_or_checkpoint: str | os.PathLike) -> Path:
 
 def load_model(run_or_checkpoint: str | os.PathLike, map_location: str = "cpu"):
     """Rebuild the trained model: returns (model in eval mode, config as DictConfig, checkpoint)."""
-    from .models import build_model
-
     path = resolve(run_or_checkpoint)
     state = load(path, map_location=map_location)
     try:

@@ -16,8 +16,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from hydra.errors import HydraException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from .errors import SpeechRNNError, UsageError
 
@@ -358,10 +361,6 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     Any mistake in the overrides (unknown key, bad value or option, malformed syntax, a value
     out of range) becomes a UsageError that names the setting and the fix.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=list(overrides))
@@ -375,9 +374,6 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """``cfg`` with ``key=value`` overrides (outside Hydra: `speechrnn eval RUN data.root=...`),
     each key checked against the schema (the closest valid name for a typo), then validated."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     malformed = [item for item in overrides if "=" not in item]
     if malformed:
         raise UsageError(f"{malformed[0]!r} is not a setting=value override (e.g. data.root=/path)")
@@ -391,9 +387,6 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 def check_resolves(cfg: DictConfig) -> None:
     """Every ${...} interpolation resolves: a bad one is named now, not halfway through a run."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as exc:
@@ -403,8 +396,6 @@ def check_resolves(cfg: DictConfig) -> None:
 def describe_config_error(exc: BaseException) -> str:
     """One line from Hydra's message and the OmegaConf cause it wraps: the setting, what is
     wrong with it (the valid choices, the closest valid name) and nothing of OmegaConf's internals."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
-
     cause = exc if isinstance(exc, OmegaConfBaseException) else exc.__cause__
     key = getattr(cause, "full_key", None)
     if key and isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and " not in " in str(cause):
@@ -428,8 +419,6 @@ def validate(cfg: Any) -> None:
     runs: every interpolation resolves, no unknown or missing keys, every number finite and within its field's ``ranged``
     bounds, and the rules between settings. Raises UsageError naming every problem, each with
     its setting and the fix, in one line."""
-    from omegaconf.errors import OmegaConfBaseException
-
     check_resolves(cfg)
     try:
         problems = _problems(cfg, Config, "")
@@ -486,8 +475,6 @@ def _schema_fields(schema: type) -> dict[str, tuple[Optional[type], Any]]:
 def _problems(node: Any, schema: type, prefix: str) -> list[str]:
     """Unknown, missing, non-finite and out-of-range values in ``node`` (a DictConfig or an
     instance of ``schema``)."""
-    from omegaconf import OmegaConf
-
     fields = _schema_fields(schema)
     problems = []
     if isinstance(node, DictConfig):
@@ -542,7 +529,7 @@ def _rules(cfg: Any) -> list[str]:
     problems = [problem for name, rule in SECTION_RULES.items() for problem in rule(getattr(cfg, name))]
     device = str(cfg.trainer.device)
     if device != "auto":
-        import torch
+        import torch  # slow to import, and the train command's tab completion loads this module
 
         try:
             torch.device(device)
@@ -554,7 +541,7 @@ def _rules(cfg: Any) -> list[str]:
 def _frontend_problems(cfg: Any) -> list[str]:
     """The MFCC frontend's own rules between features.* and data.sample_rate, and a clip long
     enough for one frame (the frontend defines them; building it is cheap)."""
-    from .features import Frontend
+    from .features import Frontend  # torch: as above
 
     try:
         frontend = Frontend.from_config(cfg.features, cfg.data.sample_rate)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from . import checkpoint
 from .config import apply_overrides
+from .data import build_datasets, build_splits, make_loader
 from .devices import pick_device
 from .errors import SpeechRNNError, UsageError
 
@@ -77,8 +78,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("overrides", nargs="*", help="data overrides, e.g. data.root=/path")
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     args = parser.parse_args(argv)
-
-    from .data import build_datasets, build_splits, make_loader
 
     model, cfg, _ = checkpoint.load_model(args.run_dir)
     bad = [o for o in args.overrides if not o.startswith("data.")]

@@ -24,6 +24,7 @@ from typing import Optional
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import numpy_helper
 import torch
 import torch.nn.functional as F
@@ -302,7 +303,7 @@ def _quantize(path: Path, streaming: bool) -> None:
     DynamicQuantizeLSTM does not carry the state passed between calls as the float LSTM does
     (measured with onnxruntime 1.32: the same audio in 4 chunks or in 1 drifted by 0.19 in the
     outputs, the float graph by 1e-7), so its weights are stored as int8 like a GRU's."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # int8 only: slow to import
 
     frontend = [node.name for node in onnx.load(str(path)).graph.node if "/frontend/" in node.name]
     quantized = path.with_name("int8.onnx")
@@ -354,8 +355,6 @@ def _store_recurrent_weights_int8(graph: onnx.GraphProto) -> None:
 
 
 def _verify(proto: onnx.ModelProto, graph: nn.Module, args, input_names) -> None:
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # one small batch: a thread pool only costs start-up
     session = ort.InferenceSession(proto.SerializeToString(), options,

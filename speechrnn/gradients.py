@@ -37,10 +37,13 @@ import torch.nn.functional as F  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from torch import nn  # noqa: E402
 
+from .checkpoint import load_model  # noqa: E402
 from .config import compose_config  # noqa: E402
+from .data import build_datasets, build_splits  # noqa: E402
 from .devices import pick_device  # noqa: E402
 from .errors import SpeechRNNError  # noqa: E402
 from .inspect_cells import rnn_inputs  # noqa: E402
+from .models import build_model, count_parameters  # noqa: E402
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -135,8 +138,6 @@ def hidden_gradient_norms(model: nn.Module, waves: torch.Tensor, labels: torch.T
 
 def profile(name: str, model: nn.Module, waves: torch.Tensor, labels: torch.Tensor,
             trained: bool) -> GradientProfile:
-    from .models import count_parameters
-
     return GradientProfile(
         name=name, cell=model.encoder.cell, norms=hidden_gradient_norms(model, waves, labels),
         hop_seconds=model.frontend.mfcc.hop_length / model.sample_rate,
@@ -146,8 +147,6 @@ def profile(name: str, model: nn.Module, waves: torch.Tensor, labels: torch.Tens
 
 def clip_batch(cfg: DictConfig, split: str, count: int, labels: list[str] | None = None):
     """``count`` clips spread evenly over ``split`` (waves [B, S], label indices [B])."""
-    from .data import build_datasets, build_splits
-
     splits = build_splits(cfg.data)
     if labels is not None and splits.labels != list(labels):
         raise SpeechRNNError(f"the data's labels {splits.labels} differ from the model's {labels}; "
@@ -170,8 +169,6 @@ def with_model(cfg: DictConfig, **model) -> DictConfig:
 
 def relu_rnn(cfg: DictConfig, labels: list[str], gain: float, seed: int) -> nn.Module:
     """A vanilla relu RNN from ``cfg`` whose recurrent matrices are ``gain`` x orthogonal."""
-    from .models import build_model
-
     torch.manual_seed(seed)
     model = build_model(with_model(cfg, cell="rnn", nonlinearity="relu", dropout=0.0), labels)
     for name, weight in model.encoder.rnn.named_parameters():
@@ -315,9 +312,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    from .checkpoint import load_model
-    from .models import build_model
-
     args = _parse(argv)
     runs = [t for t in args.targets if "=" not in t]
     overrides = [t for t in args.targets if "=" in t]

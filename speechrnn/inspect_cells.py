@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from . import audio  # noqa: E402
+from .checkpoint import load_model  # noqa: E402
 from .models.cells import ReferenceRNN  # noqa: E402
 from .models.encoder import choice  # noqa: E402
 
@@ -222,8 +223,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default: RUN_DIR/inspect)")
     args = parser.parse_args(argv)
-
-    from .checkpoint import load_model
 
     model, cfg, _ = load_model(args.run_dir)
     wave = audio.load(args.audio, sample_rate=model.sample_rate, num_samples=clip_samples(cfg))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -27,14 +28,21 @@ from pathlib import Path
 from typing import Optional
 
 import optuna
+import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
+from optuna.storages.journal import JournalFileBackend
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from . import leaderboard
 from .config import CONF_DIR, compose_config
-from .leaderboard import shown
+from .data import build_splits
 from .errors import SpeechRNNError, UsageError
+from .leaderboard import shown
+from .training import fit
 
 log = logging.getLogger("speechrnn.sweep")
 
@@ -105,8 +113,6 @@ def standalone_overrides(overrides: list[str]) -> list[str]:
     """`speechrnn train` overrides that give a trial of this sweep command its config without
     the sweep: the recipe and the settings the search space picks, then the command's own
     training overrides (a trial adds its sampled values)."""
-    from hydra import compose, initialize_config_dir
-
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         choices = compose("config", overrides=overrides, return_hydra_config=True).hydra.runtime.choices
     space = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sweep" / f"{choices.sweep}.yaml"))
@@ -149,11 +155,7 @@ def merged(*groups: list[str]) -> list[str]:
 # -- storage and study ------------------------------------------------------------------------
 def open_storage(sweep: DictConfig, sweep_dir: Path):
     if not sweep.storage:
-        from optuna.storages.journal import JournalFileBackend
-
         return optuna.storages.JournalStorage(JournalFileBackend(str(sweep_dir / JOURNAL)))
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-
     # Workers on other machines send heartbeats; a trial whose worker went silent is failed
     # and its parameters retried once.
     beat = sweep.heartbeat_seconds
@@ -180,8 +182,6 @@ def database_url(url: str) -> str:
     """The SQLAlchemy URL for sweep.storage. postgresql:// (and postgres://, as some hosts write
     it) means psycopg2, the driver the sweep extra installs, unless psycopg 3 is installed:
     SQLAlchemy 2 would pick psycopg 3 for a bare postgresql:// and fail to import it."""
-    import importlib.util
-
     scheme, sep, rest = url.partition("://")
     if sep and scheme in ("postgresql", "postgres"):
         driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
@@ -266,8 +266,6 @@ class Objective:
         self.standalone = merged(standalone_overrides(overrides), self.extra)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from .training import fit
-
         if claimed(trial.study, before=trial.number) >= self.cfg.sweep.trials:
             trial.set_user_attr("surplus", True)
             trial.study.stop()
@@ -324,8 +322,6 @@ def work(overrides: list[str], worker: int = 0) -> None:
     setup_logging(worker)
     cfg = load_sweep(overrides)
     if cfg.sweep.workers > 1:  # share the cores: W workers each with all of them would thrash
-        import torch
-
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.sweep.workers))
     sweep_dir = Path(cfg.sweep.dir).absolute()
     study = load_study(cfg, sweep_dir)
@@ -393,6 +389,7 @@ def entries(study: optuna.Study) -> list[leaderboard.Entry]:
 
 
 def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
+    # Loaded by the report only: the workers, one process each, never plot.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -461,9 +458,6 @@ def public_url(url: Optional[str]) -> Optional[str]:
     """The storage URL without its password (kept out of files in the sweep dir)."""
     if not url:
         return url
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
         # URL.set(password=None) keeps the password (None means "unchanged" there).
         return make_url(url)._replace(password=None).render_as_string(hide_password=False)
@@ -513,8 +507,6 @@ def main(argv: Optional[list[str]] = None) -> int:
                  f"sweep.storage={public_url(o.split('=', 1)[1])}" if override_keys([o]) == {"sweep.storage"} else o
                  for o in argv]}  # no password in the sweep dir
     OmegaConf.save(OmegaConf.create(saved), sweep_dir / STUDY_FILE)
-    from .data import build_splits
-
     build_splits(cfg.data)  # a data error shows now, not in every trial; the synthetic set renders once
     study = load_study(cfg, sweep_dir)
     recover_interrupted(study)

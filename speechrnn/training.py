@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
@@ -34,6 +35,7 @@ from .data.validate import check_clips
 from .devices import init_distributed, rng_state, seed_everything, set_rng_state
 from .errors import SpeechRNNError, UsageError
 from .evaluate import evaluate_split
+from .export import export_after_training
 from .models import build_model, count_parameters
 
 log = logging.getLogger(__name__)
@@ -422,8 +424,6 @@ class Trainer:
 
     def overrides(self) -> list[str]:
         try:
-            from hydra.core.hydra_config import HydraConfig
-
             overrides = HydraConfig.get().overrides.task
             return [o for o in overrides if not o.startswith("trainer.resume=")]
         except ValueError:
@@ -465,8 +465,6 @@ class Trainer:
         }
         self.tracker.log({"test/acc": test["accuracy"], "test/loss": test["loss"]}, step=self.step)
         if self.cfg.export.enabled:
-            from .export import export_after_training
-
             summary.update(export_after_training(self.run_dir, self.cfg.export))
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         self.tracker.finish(summary, images, test["confusion"])

@@ -23,6 +23,8 @@ from . import folder, fsdd, speech_commands
 from .augment import build_transform
 from .base import (SILENCE, UNKNOWN, Clip, ClipDataset, Splits, WaveTransform, absolute,
                    stable_hash)
+from .probe import wrap
+from .synthetic import DIGIT_WORDS, ensure_rendered
 
 __all__ = ["SILENCE", "UNKNOWN", "Clip", "ClipDataset", "Splits", "WaveTransform", "stable_hash",
            "build_splits", "build_datasets", "make_loader", "data_root"]
@@ -75,8 +77,6 @@ def build_splits(cfg) -> Splits:
 def _synthetic_training_clips(cfg, labels: list[str]) -> list[Clip]:
     """Every clip of a synthetic render of ``data.mix_synthetic``'s words (all its splits: its
     speakers are none of the corpus's), labelled with the corpus's labels."""
-    from .synthetic import ensure_rendered
-
     mapping = dict(cfg.mix_synthetic)
     strangers = sorted(set(mapping) - set(labels))
     if strangers:
@@ -95,8 +95,6 @@ def _synthetic_training_clips(cfg, labels: list[str]) -> list[Clip]:
 
 def _label_aliases() -> dict[str, str]:
     """Labels that name the same class in different corpora: "0" <-> "zero" ... "9" <-> "nine"."""
-    from .synthetic import DIGIT_WORDS
-
     digits = {str(i): word for i, word in enumerate(DIGIT_WORDS)}
     return {**digits, **{word: digit for digit, word in digits.items()}}
 
@@ -127,8 +125,6 @@ def _cross_corpus_test(cfg, labels: list[str]) -> list[Clip]:
 def _read_splits(cfg) -> Splits:
     source = _source(cfg)
     if source == "synthetic":
-        from .synthetic import ensure_rendered
-
         root = Path(ensure_rendered(cfg))
         splits = speech_commands.read_splits(root, cfg)
     else:
@@ -159,8 +155,6 @@ def build_datasets(cfg, splits: Splits, seed: Optional[int] = None) -> dict[str,
         for split, clips in splits.items()
     }
     if getattr(cfg.data, "probe_delay_seconds", None) is not None:  # memory probe: word, then noise
-        from .probe import wrap
-
         datasets = wrap(cfg, splits, datasets)
     return datasets
 

@@ -165,11 +165,7 @@ class BackgroundNoise:
             return samples
         snr_db = rng.uniform(self.snr_db_min, self.snr_db_max)
         noise = self.bank.segment(samples.shape[-1], self.sample_rate, rng)
-        signal_power = float(np.mean(samples.astype(np.float64) ** 2))
-        noise_power = float(np.mean(noise.astype(np.float64) ** 2))
-        if signal_power == 0.0 or noise_power == 0.0:
-            return samples
-        scale = math.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+        scale = audio.snr_scale(samples, noise, snr_db)  # 0 for a silent clip: left as it is
         return (samples + np.float32(scale) * noise).astype(np.float32, copy=False)
 
 

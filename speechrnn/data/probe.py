@@ -16,12 +16,11 @@ a fixed one per clip on val/test.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import audio
 from ..errors import SpeechRNNError
 from .augment import NoiseBank
 from .base import ClipDataset, Splits
@@ -70,12 +69,7 @@ class ProbeDataset(Dataset):
         """The delay stretch for clip ``i``: noise scaled to ``snr_db`` below ``word``'s power."""
         rng = np.random.default_rng((self.base.seed, self.epoch, i, _STREAM))
         noise = self.bank.segment(self.delay_samples, self.sample_rate, rng).astype(np.float64)
-        word_power = float(np.mean(word.astype(np.float64) ** 2))
-        noise_power = float(np.mean(noise ** 2))
-        if word_power == 0.0 or noise_power == 0.0:
-            return np.zeros(self.delay_samples, np.float32)
-        scale = math.sqrt(word_power / (noise_power * 10.0 ** (self.snr_db / 10.0)))
-        return (scale * noise).astype(np.float32)
+        return (audio.snr_scale(word, noise, self.snr_db) * noise).astype(np.float32)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         word, label = self.base[i]
