@@ -252,7 +252,7 @@ def measure_group(results: list[Result], plan: Plan) -> None:
 
     timers, wave = {}, waves[0].numpy()
     for run_dir, (model, cfg) in runs.items():
-        onnx_path = export_model(model, cfg, run_dir / "model.onnx")
+        onnx_path = export_model(model, cfg.data, run_dir / "model.onnx")
         timers["train", run_dir] = train_step_timer(model, waves, labels)
         timers["onnx", run_dir] = onnx_timer(onnx_path, wave)
         timers["torch", run_dir] = torch_timer(model, wave)

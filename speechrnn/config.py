@@ -371,6 +371,12 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     return cfg
 
 
+def plain(node: Any) -> dict:
+    """A config or one of its sections (DictConfig or dataclass) as plain containers, Enums as
+    their names: what a checkpoint, a metadata entry or a model card holds."""
+    return OmegaConf.to_container(OmegaConf.structured(node), resolve=True, enum_to_str=True)
+
+
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """``cfg`` with ``key=value`` overrides (outside Hydra: `speechrnn eval RUN data.root=...`),
     each key checked against the schema (the closest valid name for a typo), then validated."""

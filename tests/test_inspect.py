@@ -40,7 +40,7 @@ def test_gates_are_the_reference_cells_on_the_trained_weights(wave, cell, nonlin
     cfg = tiny_config(cell=cell, nonlinearity=nonlinearity, bidirectional=bidirectional,
                       input_norm=True, conv_layers=1, conv_channels=7)
     model = build_model(cfg, LABELS)
-    inspection = inspect_wave(model, cfg, wave)
+    inspection = inspect_wave(model, wave)
 
     # The same input the trained module gets, computed here by hand, through the reference cells.
     batch = torch.from_numpy(wave).unsqueeze(0)
@@ -76,7 +76,7 @@ def test_posterior_is_the_pooled_prefix_and_ends_at_the_prediction(wave, pooling
     torch.manual_seed(0)
     cfg = tiny_config(cell="gru", pooling=pooling)
     model = build_model(cfg, LABELS)
-    inspection = inspect_wave(model, cfg, wave)
+    inspection = inspect_wave(model, wave)
     batch = torch.from_numpy(wave).unsqueeze(0)
     with torch.no_grad():
         probs = torch.softmax(model(batch), dim=-1)[0].numpy()

@@ -35,8 +35,8 @@ def models(tmp_path_factory):
         cfg = compose("config", overrides=["recipe=smoke"])
     torch.manual_seed(0)
     model = build_model(cfg, LABELS)
-    return {"plain": export_model(model, cfg, folder / "model.onnx"),
-            "streaming": export_model(model, cfg, folder / "model.streaming.onnx", streaming=True)}
+    return {"plain": export_model(model, cfg.data, folder / "model.onnx"),
+            "streaming": export_model(model, cfg.data, folder / "model.streaming.onnx", streaming=True)}
 
 
 @pytest.fixture(scope="module")

@@ -101,6 +101,7 @@ class RecurrentEncoder(nn.Module):
         nonlinearity = _check("nonlinearity", choice(cfg.nonlinearity), ("tanh", "relu"))
         check_section(cfg, "model")  # the ranges of model.* (hidden_size, dropout ...)
         self.cell = cell
+        self.nonlinearity = nonlinearity
         self.pooling = pooling
         self.bidirectional = bool(cfg.bidirectional)
         self.input_norm = nn.LayerNorm(input_size) if cfg.input_norm else nn.Identity()
