@@ -123,7 +123,7 @@ def training_minutes(runs: Path, since: float = 0.0) -> float:
 
 def parameters(cfg, cell: str, hidden: int) -> int:
     """The classifier's trainable parameters (10-label head) for ``cell`` at ``hidden`` units."""
-    model = build_model(with_model(cfg, cell=cell, hidden_size=hidden), [str(d) for d in range(10)])
+    model = with_model(cfg, [str(d) for d in range(10)], cell=cell, hidden_size=hidden)
     return count_parameters(model)
 
 
@@ -267,7 +267,8 @@ def thread_check(plan: Plan, waves: torch.Tensor, labels: torch.Tensor, names: l
     """One GRU training step with 1 and with 2 intra-op threads, in turns: is the second core
     worth having on this (shared) machine?"""
     torch.manual_seed(0)
-    step = train_step_timer(build_model(run_config([], 1, plan), names), waves, labels)
+    cfg = run_config([], 1, plan)
+    step = train_step_timer(build_model(cfg.data, cfg.features, cfg.model, names), waves, labels)
 
     def with_threads(n: int) -> Callable[[], None]:
         def call():
@@ -305,7 +306,7 @@ def memory_probe(plan: Plan, runs: Path, fresh: bool, docs: Path) -> dict[str, d
             waves, labels, names = clip_batch(cfg, "test", plan.grad_clips)
             trained = profile(f"{cell} trained", model, waves, labels, trained=True)
             torch.manual_seed(0)
-            init = profile(f"{cell} at init", build_model(cfg, names), waves, labels, trained=False)
+            init = profile(f"{cell} at init", build_model(cfg.data, cfg.features, cfg.model, names), waves, labels, trained=False)
             probe.setdefault(cell, {})[delay] = ProbePoint(summary["test_accuracy"], trained.ratio,
                                                            init.ratio)
             if delay == PLOT_DELAY:

@@ -85,7 +85,7 @@ def load_model(run_or_checkpoint: str | os.PathLike, map_location: str = "cpu"):
         # Onto the schema, so that a run saved before a setting existed reads as its default.
         cfg: DictConfig = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
         validate(cfg)
-        model = build_model(cfg, list(state["labels"]))
+        model = build_model(cfg.data, cfg.features, cfg.model, list(state["labels"]))
     except Exception as exc:  # OmegaConf's key/type errors, UsageError, a model torch cannot build
         raise SpeechRNNError(f"{path}: the checkpoint's config is not a valid speechrnn config "
                              f"({first_line(exc)}); use a checkpoint written by speechrnn train") from None

@@ -117,6 +117,28 @@ class Quantize(str, Enum):
     int8 = "int8"
 
 
+class Section:
+    """A top-level config section that holds valid values only: building one (by hand, or
+    ``OmegaConf.to_object`` at an entry point) turns a choice given as a string into its Enum
+    member and checks every range and rule of the section, so builders that take it check nothing."""
+
+    def __post_init__(self) -> None:
+        name = SECTION_NAMES[type(self)]
+        for key, (_, hint) in _schema_fields(type(self)).items():
+            value = getattr(self, key)
+            if isinstance(hint, type) and issubclass(hint, Enum) and not isinstance(value, (hint, type(None))):
+                setattr(self, key, _member(hint, value, f"{name}.{key}"))
+        check_section(self, name)
+
+
+def _member(kind: type[Enum], value: Any, key: str) -> Enum:
+    try:
+        return kind(value)
+    except ValueError:
+        names = [member.value for member in kind]
+        raise UsageError(f"{key}={value!r} is not one of {names}; set {key} to one of them") from None
+
+
 @dataclass
 class SynthConfig:
     per_word: int = ranged(200, ge=1)
@@ -128,7 +150,7 @@ class SynthConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Section):
     source: DataSource = DataSource.synthetic
     # None means the default cache folder (synthetic) or a required setting (other sources).
     root: Optional[str] = None
@@ -166,7 +188,7 @@ class DataConfig:
 
 
 @dataclass
-class FeaturesConfig:
+class FeaturesConfig(Section):
     n_mfcc: int = ranged(40, ge=1)
     n_fft: int = ranged(512, ge=2, le=65536)
     win_length: int = ranged(480, ge=1)
@@ -187,7 +209,7 @@ class FeaturesConfig:
 
 
 @dataclass
-class AugmentConfig:
+class AugmentConfig(Section):
     enabled: bool = True
     time_shift_seconds: float = ranged(0.1, ge=0)
     noise_dir: Optional[str] = None
@@ -212,7 +234,7 @@ class AugmentConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     cell: Cell = Cell.gru
     hidden_size: int = ranged(128, ge=1, le=16384)
     num_layers: int = ranged(2, ge=1, le=64)
@@ -228,7 +250,7 @@ class ModelConfig:
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(Section):
     name: Optimizer = Optimizer.adamw
     lr: float = ranged(3e-3, gt=0)
     weight_decay: float = ranged(1e-2, ge=0)
@@ -236,14 +258,14 @@ class OptimConfig:
 
 
 @dataclass
-class SchedulerConfig:
+class SchedulerConfig(Section):
     name: Schedule = Schedule.onecycle
     pct_start: float = ranged(0.2, gt=0, lt=1)
     min_lr: float = ranged(0.0, ge=0)
 
 
 @dataclass
-class TrainerConfig:
+class TrainerConfig(Section):
     epochs: int = ranged(20, ge=1)
     seed: int = ranged(0, ge=0, lt=2**32)
     device: str = "auto"
@@ -260,7 +282,7 @@ class TrainerConfig:
 
 
 @dataclass
-class LoggerConfig:
+class LoggerConfig(Section):
     name: Logger = Logger.none
     project: str = "speechrnn"
     mode: str = "offline"
@@ -269,7 +291,7 @@ class LoggerConfig:
 
 
 @dataclass
-class ExportConfig:
+class ExportConfig(Section):
     enabled: bool = True
     filename: str = "model.onnx"
     opset: int = ranged(17, ge=MIN_OPSET, le=MAX_OPSET)
@@ -321,7 +343,7 @@ class PrunerConfig:
 
 
 @dataclass
-class SweepConfig:
+class SweepConfig(Section):
     """An Optuna study over training configs (``speechrnn sweep sweep=<name>``)."""
 
     name: str = MISSING  # the study name; also the wandb group of its trials
@@ -558,6 +580,10 @@ def _frontend_problems(cfg: Any) -> list[str]:
         return [f"data.clip_seconds={cfg.data.clip_seconds} gives {samples} samples, fewer than one "
                 f"MFCC window needs ({frontend.mfcc.min_samples}); lengthen the clips or shorten features.n_fft"]
     return []
+
+
+# A section's type -> its name in Config ("model" ...).
+SECTION_NAMES = {sub: name for name, (sub, _) in _schema_fields(Config).items()}
 
 
 def register() -> None:

@@ -92,7 +92,7 @@ def main(argv: list[str]) -> int:
             f"{args.run_dir}: the data's labels {splits.labels} differ from the model's "
             f"{model.labels}; point data.* at a corpus with the same classes"
         )
-    dataset = build_datasets(cfg, splits)[args.split]
+    dataset = build_datasets(cfg.data, cfg.augment, splits, cfg.trainer.seed)[args.split]
     loader = make_loader(dataset, cfg.data.batch_size, shuffle=False,
                          num_workers=cfg.data.num_workers, seed=cfg.trainer.seed)
     result = evaluate_split(model, loader, device, model.labels)

@@ -32,14 +32,12 @@ from torch import Tensor, nn
 
 from . import __version__, checkpoint
 from . import card as model_card
-from .config import ExportConfig, check_section, plain
+from .config import ExportConfig, Quantize, plain
 from .errors import SpeechRNNError
-from .models.encoder import choice
 from .runtime import FORMAT, FORMAT_KEY
 
 log = logging.getLogger(__name__)
 
-QUANTIZE = ("none", "int8")
 # Parity a fresh export must reach against PyTorch before it is written (fp32 only).
 VERIFY_ATOL = 1e-3
 
@@ -201,15 +199,13 @@ def metadata(model: nn.Module, data: dict, *, quantize: str, streaming: Optional
     return meta
 
 
-def export_model(model: nn.Module, data, output: str | os.PathLike, *, quantize: str = "none",
+def export_model(model: nn.Module, data, output: str | os.PathLike, *, quantize: Quantize | str = Quantize.none,
                  streaming: bool = False, opset: int = ExportConfig.opset,
                  summary: Optional[dict] = None) -> Path:
     """Write ``model`` (a KeywordClassifier) to ``output`` as ONNX, check it with onnx.checker
     and (fp32) against PyTorch, and return the path. ``data`` (the run's data settings) and
     ``summary`` (its summary.json) tell the model card what it was trained and tested on."""
-    quantize = choice(quantize)
-    if quantize not in QUANTIZE:
-        raise SpeechRNNError(f"quantize={quantize!r} is not one of {list(QUANTIZE)}")
+    quantize = Quantize(quantize).value
     model = copy.deepcopy(model).cpu().eval()
     rnn = _export_rnn(model.encoder)
     stream_graph = None
@@ -386,7 +382,7 @@ def export_run(source: str | os.PathLike, settings=None,
     model, cfg, _ = checkpoint.load_model(source)
     folder = Path(source) if Path(source).is_dir() else Path(source).parent
     return export_model(model, cfg.data, output or folder / settings.filename,
-                        quantize=choice(settings.quantize), streaming=bool(settings.streaming),
+                        quantize=settings.quantize, streaming=bool(settings.streaming),
                         opset=int(settings.opset), summary=recorded_summary(source))
 
 
@@ -395,7 +391,7 @@ def export_after_training(run_dir: Path, settings) -> dict[str, str]:
     and streaming variants when ``settings`` asks; a variant the model cannot have is skipped
     with a warning (the run stays usable), the plain model never is."""
     variants = [("onnx", "none", False)]
-    if choice(settings.quantize) == "int8":
+    if settings.quantize is Quantize.int8:
         variants.append(("onnx_int8", "int8", False))
     if settings.streaming:
         variants.append(("onnx_streaming", "none", True))
@@ -419,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="a run dir (uses checkpoints/best.pt) or a .pt checkpoint")
     parser.add_argument("-o", "--output", help="the .onnx file to write (default: "
                         "model[.streaming][.int8].onnx in the run dir or beside the checkpoint)")
-    parser.add_argument("--quantize", choices=QUANTIZE, default="none",
+    parser.add_argument("--quantize", choices=[q.value for q in Quantize], default="none",
                         help="int8: dynamic int8 weights (onnxruntime)")
     parser.add_argument("--streaming", action="store_true",
                         help="a stateful chunk-by-chunk model (unidirectional encoders)")
@@ -427,7 +423,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     output = args.output or default_output(args.source, args.quantize, args.streaming)
     settings = ExportConfig(opset=args.opset, quantize=args.quantize, streaming=args.streaming)
-    check_section(settings, "export")  # --opset within the range the schema allows
     path = export_run(args.source, settings, output)
     size = path.stat().st_size / 1e6
     kind = ("streaming " if args.streaming else "") + ("int8" if args.quantize == "int8" else "fp32")

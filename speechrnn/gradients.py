@@ -21,7 +21,6 @@ Writes gradients.{png,json} and exploding.{png,json} into --out.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 from dataclasses import dataclass
@@ -151,7 +150,7 @@ def clip_batch(cfg: DictConfig, split: str, count: int, labels: list[str] | None
     if labels is not None and splits.labels != list(labels):
         raise SpeechRNNError(f"the data's labels {splits.labels} differ from the model's {labels}; "
                              "point data.* at the corpus the run was trained on")
-    dataset = build_datasets(cfg, splits)[split]
+    dataset = build_datasets(cfg.data, cfg.augment, splits, cfg.trainer.seed)[split]
     if len(dataset) == 0:
         raise SpeechRNNError(f"data: the {split} split is empty; pick another with --split")
     indices = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
@@ -159,10 +158,9 @@ def clip_batch(cfg: DictConfig, split: str, count: int, labels: list[str] | None
     return torch.stack([w for w, _ in items]), torch.tensor([y for _, y in items]), splits.labels
 
 
-def with_model(cfg: DictConfig, **model) -> DictConfig:
-    cfg = copy.deepcopy(cfg)
-    cfg.model.merge_with(model)
-    return cfg
+def with_model(cfg: DictConfig, labels: list[str], **model) -> nn.Module:
+    """The classifier ``cfg`` describes with ``model`` settings changed."""
+    return build_model(cfg.data, cfg.features, OmegaConf.merge(cfg.model, model), labels)
 
 
 # ------------------------------------------------------------------------- exploding gradients
@@ -170,7 +168,7 @@ def with_model(cfg: DictConfig, **model) -> DictConfig:
 def relu_rnn(cfg: DictConfig, labels: list[str], gain: float, seed: int) -> nn.Module:
     """A vanilla relu RNN from ``cfg`` whose recurrent matrices are ``gain`` x orthogonal."""
     torch.manual_seed(seed)
-    model = build_model(with_model(cfg, cell="rnn", nonlinearity="relu", dropout=0.0), labels)
+    model = with_model(cfg, labels, cell="rnn", nonlinearity="relu", dropout=0.0)
     for name, weight in model.encoder.rnn.named_parameters():
         if name.startswith("weight_hh"):
             nn.init.orthogonal_(weight, gain=gain)
@@ -346,7 +344,7 @@ def main(argv: list[str]) -> int:
             if cell not in CELLS:
                 raise SpeechRNNError(f"--cells: {cell!r} is not one of {list(CELLS)}")
             torch.manual_seed(args.seed)
-            model = build_model(with_model(base_cfg, cell=cell), labels).to(device)
+            model = with_model(base_cfg, labels, cell=cell).to(device)
             profiles.append(profile(f"{cell} (initial)", model, waves, targets, trained=False))
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from . import leaderboard
-from .config import CONF_DIR, compose_config
+from .config import (CONF_DIR, ParamSpec, ParamType, PrunerConfig, PrunerName, SamplerName, SweepConfig,
+                     compose_config)
 from .data import build_splits
 from .errors import SpeechRNNError, UsageError
 from .leaderboard import shown
@@ -89,16 +90,15 @@ def space_names() -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
 
 
-def suggest(trial: optuna.Trial, name: str, spec) -> object:
-    kind = str(getattr(spec.type, "value", spec.type))
+def suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> object:
     try:
-        if kind == "categorical":
+        if spec.type is ParamType.categorical:
             if not spec.choices:
                 raise ValueError("a categorical parameter needs choices: [...]")
             return trial.suggest_categorical(name, OmegaConf.to_container(spec.choices))
         if spec.low is None or spec.high is None:
-            raise ValueError(f"a {kind} parameter needs low and high")
-        if kind == "int":
+            raise ValueError(f"a {spec.type.value} parameter needs low and high")
+        if spec.type is ParamType.int:
             return trial.suggest_int(name, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log)
         return trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
     except ValueError as exc:
@@ -153,7 +153,7 @@ def merged(*groups: list[str]) -> list[str]:
 
 
 # -- storage and study ------------------------------------------------------------------------
-def open_storage(sweep: DictConfig, sweep_dir: Path):
+def open_storage(sweep: SweepConfig, sweep_dir: Path):
     if not sweep.storage:
         return optuna.storages.JournalStorage(JournalFileBackend(str(sweep_dir / JOURNAL)))
     # Workers on other machines send heartbeats; a trial whose worker went silent is failed
@@ -193,32 +193,33 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
-    name = str(getattr(cfg.name, "value", cfg.name))
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=cfg.n_startup_trials, n_warmup_steps=cfg.n_warmup_steps)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=cfg.min_resource, reduction_factor=cfg.reduction_factor)
-    if name == "threshold":
-        if cfg.lower is None:
+def make_pruner(pruner: PrunerConfig) -> optuna.pruners.BasePruner:
+    if pruner.name is PrunerName.median:
+        return optuna.pruners.MedianPruner(n_startup_trials=pruner.n_startup_trials,
+                                           n_warmup_steps=pruner.n_warmup_steps)
+    if pruner.name is PrunerName.hyperband:
+        return optuna.pruners.HyperbandPruner(min_resource=pruner.min_resource,
+                                              reduction_factor=pruner.reduction_factor)
+    if pruner.name is PrunerName.threshold:
+        if pruner.lower is None:
             raise SpeechRNNError("sweep.pruner.name=threshold needs sweep.pruner.lower=<val/acc>")
-        return optuna.pruners.ThresholdPruner(lower=cfg.lower, n_warmup_steps=cfg.n_warmup_steps)
+        return optuna.pruners.ThresholdPruner(lower=pruner.lower, n_warmup_steps=pruner.n_warmup_steps)
     return optuna.pruners.NopPruner()
 
 
-def make_sampler(sweep: DictConfig, salt: str) -> optuna.samplers.BaseSampler:
+def make_sampler(sweep: SweepConfig, salt: str) -> optuna.samplers.BaseSampler:
     # Each worker, and each resumed run, draws its own random numbers: the same seed in every
     # process would propose the same parameters again.
     seed = None if sweep.seed is None else int(hashlib.sha256(f"{sweep.seed}:{salt}".encode()).hexdigest()[:8], 16)
-    if str(getattr(sweep.sampler, "value", sweep.sampler)) == "random":
+    if sweep.sampler is SamplerName.random:
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, sweep.trials // 2 + 1))
 
 
-def load_study(cfg: DictConfig, sweep_dir: Path) -> optuna.Study:
+def load_study(sweep: SweepConfig, sweep_dir: Path) -> optuna.Study:
     return optuna.create_study(
-        study_name=cfg.sweep.name, storage=open_storage(cfg.sweep, sweep_dir), direction="maximize",
-        sampler=make_sampler(cfg.sweep, salt=""), pruner=make_pruner(cfg.sweep.pruner), load_if_exists=True,
+        study_name=sweep.name, storage=open_storage(sweep, sweep_dir), direction="maximize",
+        sampler=make_sampler(sweep, salt=""), pruner=make_pruner(sweep.pruner), load_if_exists=True,
     )
 
 
@@ -324,7 +325,7 @@ def work(overrides: list[str], worker: int = 0) -> None:
     if cfg.sweep.workers > 1:  # share the cores: W workers each with all of them would thrash
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.sweep.workers))
     sweep_dir = Path(cfg.sweep.dir).absolute()
-    study = load_study(cfg, sweep_dir)
+    study = load_study(cfg.sweep, sweep_dir)
     # A sampler of its own, seeded by worker and by how far the study has got.
     study.sampler = make_sampler(cfg.sweep, salt=f"{HOST}:{worker}:{len(study.trials)}")
     if claimed(study) >= cfg.sweep.trials:
@@ -508,7 +509,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                  for o in argv]}  # no password in the sweep dir
     OmegaConf.save(OmegaConf.create(saved), sweep_dir / STUDY_FILE)
     build_splits(cfg.data)  # a data error shows now, not in every trial; the synthetic set renders once
-    study = load_study(cfg, sweep_dir)
+    study = load_study(cfg.sweep, sweep_dir)
     recover_interrupted(study)
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     where = public_url(cfg.sweep.storage) if cfg.sweep.storage else sweep_dir / JOURNAL

@@ -232,7 +232,7 @@ class Trainer:
         for split, clips in self.splits.items():
             if not clips:
                 raise SpeechRNNError(f"data: the {split} split is empty; check data.root and the split settings")
-        self.datasets = build_datasets(cfg, self.splits)
+        self.datasets = build_datasets(cfg.data, cfg.augment, self.splits, cfg.trainer.seed)
         # Also for one process: its order depends only on (seed, epoch), so a resume is exact.
         self.sampler = DistributedSampler(self.datasets["train"], num_replicas=self.dist.world_size,
                                           rank=self.dist.rank, shuffle=True, seed=cfg.trainer.seed)
@@ -245,7 +245,7 @@ class Trainer:
             for split in ("val", "test")
         }
 
-        self.model = build_model(cfg, self.labels).to(self.device)
+        self.model = build_model(cfg.data, cfg.features, cfg.model, self.labels).to(self.device)
         self.num_parameters = count_parameters(self.model)
         self.net = (
             DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)

@@ -233,5 +233,5 @@ def test_sweep_storage_errors_are_one_line_without_the_password(tmp_path, url, n
 def test_the_documented_postgresql_url_reaches_the_server(postgres_url, tmp_path, scheme):
     url = postgres_url.replace("postgresql+psycopg2", scheme)  # postgresql://postgres@127.0.0.1:PORT/postgres
     cfg = sweep.load_sweep(["sweep=smoke", f"sweep.dir={tmp_path}", f"sweep.storage={url}"])
-    sweep.load_study(cfg, tmp_path).set_user_attr("written_through", url)
+    sweep.load_study(cfg.sweep, tmp_path).set_user_attr("written_through", url)
     assert optuna.load_study(study_name="smoke", storage=postgres_url).user_attrs == {"written_through": url}

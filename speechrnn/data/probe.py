@@ -16,14 +16,18 @@ a fixed one per clip on val/test.
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Optional
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from .. import audio
+from ..config import DataConfig
 from ..errors import SpeechRNNError
 from .augment import NoiseBank
-from .base import ClipDataset, Splits
+from .base import ClipDataset
 
 # The noise stretch's power relative to the word window's: 10 dB quieter.
 PROBE_SNR_DB = 10.0
@@ -79,14 +83,14 @@ class ProbeDataset(Dataset):
         return torch.cat([word, noise]), label
 
 
-def wrap(cfg, splits: Splits, datasets: dict[str, ClipDataset]) -> dict[str, ProbeDataset]:
-    """Every split of ``datasets`` as a probe with ``cfg.data.probe_delay_seconds`` of noise."""
-    delay = float(cfg.data.probe_delay_seconds)  # at least 0: checked with every range in config.py
-    noise_dir = cfg.augment.noise_dir or splits.noise_dir
+def wrap(data: DataConfig, noise_dir: Optional[str | Path],
+         datasets: dict[str, ClipDataset]) -> dict[str, ProbeDataset]:
+    """Every split of ``datasets`` as a probe with ``data.probe_delay_seconds`` of noise from
+    ``noise_dir``."""
     if noise_dir is None:
         raise SpeechRNNError("data.probe_delay_seconds needs background noise and this data "
                              "source has none; set augment.noise_dir to a folder of noise WAVs "
                              "(e.g. Speech Commands' _background_noise_)")
     bank = NoiseBank(noise_dir)
-    delay_samples = round(delay * cfg.data.sample_rate)
+    delay_samples = round(data.probe_delay_seconds * data.sample_rate)
     return {split: ProbeDataset(dataset, bank, delay_samples) for split, dataset in datasets.items()}
