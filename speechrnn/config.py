@@ -3,6 +3,7 @@
 ``speechrnn/conf/config.yaml`` lists ``base_config`` first in its defaults, so every group file and every
 command-line override is checked against these dataclasses at composition time: an unknown key
 or a value outside an Enum fails before anything runs, and the message lists the valid choices.
+The defaults live here only: the group files (``speechrnn/conf/<group>/``) hold what differs.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class Bounds:
 
 
 def ranged(default: Any, **bounds: float) -> Any:
-    """A schema field with the range its values must lie in (checked by ``validate``)."""
+    """A schema field with the range its values must lie in (checked by ``validate`` and when
+    its section is built)."""
     return field(default=default, metadata={"bounds": Bounds(**bounds)})
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from . import checkpoint
 from .config import apply_overrides
@@ -83,7 +84,7 @@ def main(argv: list[str]) -> int:
     bad = [o for o in args.overrides if not o.startswith("data.")]
     if bad:
         raise UsageError(f"only data.* overrides apply to a trained run, got {bad}")
-    cfg = apply_overrides(cfg, args.overrides)
+    cfg = OmegaConf.to_object(apply_overrides(cfg, args.overrides))
     device = pick_device(cfg.trainer.device)
     model.to(device)
     splits = build_splits(cfg.data)

@@ -30,7 +30,7 @@ from typing import Optional
 import optuna
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from optuna.storages.journal import JournalFileBackend
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
@@ -38,8 +38,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from . import leaderboard
-from .config import (CONF_DIR, ParamSpec, ParamType, PrunerConfig, PrunerName, SamplerName, SweepConfig,
-                     compose_config)
+from .config import (CONF_DIR, Config, ParamSpec, ParamType, PrunerConfig, PrunerName, SamplerName,
+                     SweepConfig, compose_config, plain)
 from .data import build_splits
 from .errors import SpeechRNNError, UsageError
 from .leaderboard import shown
@@ -73,8 +73,8 @@ def override_keys(overrides: list[str]) -> set[str]:
     return {o.split("=", 1)[0].lstrip("+~") for o in overrides}
 
 
-def load_sweep(overrides: list[str]) -> DictConfig:
-    """The composed config of a sweep command, checked: a search space is chosen and no searched key is fixed."""
+def load_sweep(overrides: list[str]) -> Config:
+    """The typed config of a sweep command, checked: a search space is chosen and no searched key is fixed."""
     cfg = compose_config(overrides)
     if cfg.sweep is None:
         raise SpeechRNNError(f"no search space chosen; add sweep=<name> with a name from {CONF_DIR / 'sweep'}: "
@@ -83,7 +83,7 @@ def load_sweep(overrides: list[str]) -> DictConfig:
     if fixed:
         raise SpeechRNNError(f"{', '.join(fixed)}: both searched (speechrnn/conf/sweep) and fixed on the command line; "
                              "drop the override, or search a copy of the space without it")
-    return cfg
+    return OmegaConf.to_object(cfg)
 
 
 def space_names() -> list[str]:
@@ -95,7 +95,7 @@ def suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> object:
         if spec.type is ParamType.categorical:
             if not spec.choices:
                 raise ValueError("a categorical parameter needs choices: [...]")
-            return trial.suggest_categorical(name, OmegaConf.to_container(spec.choices))
+            return trial.suggest_categorical(name, list(spec.choices))
         if spec.low is None or spec.high is None:
             raise ValueError(f"a {spec.type.value} parameter needs low and high")
         if spec.type is ParamType.int:
@@ -105,7 +105,7 @@ def suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> object:
         raise SpeechRNNError(f"sweep.params.{name}: {exc}; fix it in speechrnn/conf/sweep/") from None
 
 
-def sampled_overrides(trial: optuna.Trial, params: DictConfig) -> list[str]:
+def sampled_overrides(trial: optuna.Trial, params: dict[str, ParamSpec]) -> list[str]:
     return [f"{name}={suggest(trial, name, spec)}" for name, spec in params.items()]
 
 
@@ -261,7 +261,7 @@ def pid_alive(pid: int) -> bool:
 class Objective:
     """One trial: compose, train into DIR/trial_NNNN, report val/acc per epoch, return the best."""
 
-    def __init__(self, cfg: DictConfig, overrides: list[str], sweep_dir: Path):
+    def __init__(self, cfg: Config, overrides: list[str], sweep_dir: Path):
         self.cfg, self.overrides, self.sweep_dir = cfg, overrides, sweep_dir
         self.extra = [] if "logger.group" in override_keys(overrides) else [f"logger.group={cfg.sweep.name}"]
         self.standalone = merged(standalone_overrides(overrides), self.extra)
@@ -503,7 +503,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     cfg = load_sweep(argv)
     sweep_dir = Path(cfg.sweep.dir).absolute()
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    saved = {"sweep": {**OmegaConf.to_container(cfg.sweep, resolve=True, enum_to_str=True),
+    saved = {"sweep": {**plain(cfg.sweep),
                        "storage": public_url(cfg.sweep.storage)}, "command": [
                  f"sweep.storage={public_url(o.split('=', 1)[1])}" if override_keys([o]) == {"sweep.storage"} else o
                  for o in argv]}  # no password in the sweep dir

@@ -65,7 +65,7 @@ def build_splits(data: DataConfig) -> Splits:
     return splits
 
 
-def _synthetic_training_clips(cfg, labels: list[str]) -> list[Clip]:
+def _synthetic_training_clips(cfg: DataConfig, labels: list[str]) -> list[Clip]:
     """Every clip of a synthetic render of ``data.mix_synthetic``'s words (all its splits: its
     speakers are none of the corpus's), labelled with the corpus's labels."""
     mapping = dict(cfg.mix_synthetic)
@@ -90,7 +90,7 @@ def _label_aliases() -> dict[str, str]:
     return {**digits, **{word: digit for digit, word in digits.items()}}
 
 
-def _cross_corpus_test(cfg, labels: list[str]) -> list[Clip]:
+def _cross_corpus_test(cfg: DataConfig, labels: list[str]) -> list[Clip]:
     """The test split of ``data.test_source`` read from ``data.test_root`` (by that source's own
     split rules), relabelled to the training labels."""
     test_cfg = OmegaConf.merge(cfg, {"source": cfg.test_source, "root": cfg.test_root,
@@ -113,7 +113,7 @@ def _cross_corpus_test(cfg, labels: list[str]) -> list[Clip]:
     return [dataclasses.replace(clip, label=mapping[clip.label]) for clip in clips]
 
 
-def _read_splits(cfg) -> Splits:
+def _read_splits(cfg: DataConfig) -> Splits:
     source = cfg.source.value
     if source == "synthetic":
         root = Path(ensure_rendered(cfg))
