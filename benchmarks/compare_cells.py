@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -39,11 +40,11 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from speechrnn.checkpoint import load_model  # noqa: E402
 from speechrnn.export import export_model  # noqa: E402
-from speechrnn.config import compose_config  # noqa: E402
+from speechrnn.config import compose_config, plain  # noqa: E402
 from speechrnn.gradients import (clip_batch, exploding, plot_exploding,  # noqa: E402
                                  plot_profiles, profile, with_model, write_json)
 from speechrnn.models import build_model, count_parameters  # noqa: E402
-from speechrnn.training import fit, plain_config  # noqa: E402
+from speechrnn.training import fit  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -104,7 +105,7 @@ def train(name: str, overrides: list[str], epochs: int, plan: Plan, runs: Path, 
     run_dir = runs / name
     saved = run_dir / "config.yaml"
     if (not fresh and (run_dir / WALL_SECONDS).exists() and saved.exists()
-            and OmegaConf.to_container(OmegaConf.load(saved)) == plain_config(cfg)):
+            and OmegaConf.to_container(OmegaConf.load(saved)) == plain(cfg)):
         log.info("%s: reusing the finished run", name)
         return run_dir
     start = time.perf_counter()
@@ -123,7 +124,8 @@ def training_minutes(runs: Path, since: float = 0.0) -> float:
 
 def parameters(cfg, cell: str, hidden: int) -> int:
     """The classifier's trainable parameters (10-label head) for ``cell`` at ``hidden`` units."""
-    model = build_model(with_model(cfg, cell=cell, hidden_size=hidden), [str(d) for d in range(10)])
+    model = with_model(cfg.data, cfg.features, cfg.model, [str(d) for d in range(10)], cell=cell,
+                       hidden_size=hidden)
     return count_parameters(model)
 
 
@@ -248,11 +250,12 @@ def measure_group(results: list[Result], plan: Plan) -> None:
         summary = json.loads((r.run_dir / "summary.json").read_text())
         r.params, r.test_acc = summary["num_parameters"], summary["test_accuracy"]
         r.test_clips, r.e2e_clips_s = summary["clips"]["test"], summary["train_clips_per_s"]
-    waves, labels, names = clip_batch(runs[results[0].run_dir][1], "test", plan.grad_clips)
+    cfg = runs[results[0].run_dir][1]
+    waves, labels, names = clip_batch(cfg.data, cfg.augment, "test", plan.grad_clips, seed=cfg.trainer.seed)
 
     timers, wave = {}, waves[0].numpy()
     for run_dir, (model, cfg) in runs.items():
-        onnx_path = export_model(model, cfg, run_dir / "model.onnx")
+        onnx_path = export_model(model, cfg.data, run_dir / "model.onnx")
         timers["train", run_dir] = train_step_timer(model, waves, labels)
         timers["onnx", run_dir] = onnx_timer(onnx_path, wave)
         timers["torch", run_dir] = torch_timer(model, wave)
@@ -267,7 +270,8 @@ def thread_check(plan: Plan, waves: torch.Tensor, labels: torch.Tensor, names: l
     """One GRU training step with 1 and with 2 intra-op threads, in turns: is the second core
     worth having on this (shared) machine?"""
     torch.manual_seed(0)
-    step = train_step_timer(build_model(run_config([], 1, plan), names), waves, labels)
+    cfg = run_config([], 1, plan)
+    step = train_step_timer(build_model(cfg.data, cfg.features, cfg.model, names), waves, labels)
 
     def with_threads(n: int) -> Callable[[], None]:
         def call():
@@ -302,10 +306,11 @@ def memory_probe(plan: Plan, runs: Path, fresh: bool, docs: Path) -> dict[str, d
                             plan.probe_epochs, plan, runs, fresh)
             summary = json.loads((run_dir / "summary.json").read_text())
             model, cfg, _ = load_model(run_dir)
-            waves, labels, names = clip_batch(cfg, "test", plan.grad_clips)
+            waves, labels, names = clip_batch(cfg.data, cfg.augment, "test", plan.grad_clips,
+                                              seed=cfg.trainer.seed)
             trained = profile(f"{cell} trained", model, waves, labels, trained=True)
             torch.manual_seed(0)
-            init = profile(f"{cell} at init", build_model(cfg, names), waves, labels, trained=False)
+            init = profile(f"{cell} at init", build_model(cfg.data, cfg.features, cfg.model, names), waves, labels, trained=False)
             probe.setdefault(cell, {})[delay] = ProbePoint(summary["test_accuracy"], trained.ratio,
                                                            init.ratio)
             if delay == PLOT_DELAY:
@@ -597,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     args.docs.mkdir(parents=True, exist_ok=True)
     start, load_start = time.time(), os.getloadavg()[0]
 
-    base_cfg = compose_config([f"recipe={RECIPE}", *plan.data])
+    base_cfg = OmegaConf.to_object(compose_config([f"recipe={RECIPE}", *plan.data]))
     budget = parameters(base_cfg, BUDGET_CELL, BASE_HIDDEN)
     hidden = {("equal hidden", cell): BASE_HIDDEN for cell in CELLS}
     hidden.update({("equal params", cell): hidden_for_budget(base_cfg, cell, budget) for cell in CELLS})
@@ -618,9 +623,9 @@ def main(argv: list[str] | None = None) -> int:
     probe = memory_probe(plan, args.runs, args.fresh, args.docs)
     plot_probe(probe, args.docs / "probe.png", chance=1 / 10)
 
-    waves, labels, names = clip_batch(base_cfg, "train", 32)
-    explode = exploding(base_cfg, [(waves, labels)], names, plan.exploding_steps, gain=1.5,
-                        lr=0.05, clip=1.0, seed=0)
+    waves, labels, names = clip_batch(base_cfg.data, base_cfg.augment, "train", 32, seed=base_cfg.trainer.seed)
+    build = functools.partial(with_model, base_cfg.data, base_cfg.features, base_cfg.model, names)
+    explode = exploding(build, [(waves, labels)], plan.exploding_steps, gain=1.5, lr=0.05, clip=1.0, seed=0)
     plot_exploding(explode, args.docs / "exploding.png")
     threads = thread_check(plan, waves, labels, names)
     plot_overview(groups, args.docs / "overview.png")

@@ -156,6 +156,16 @@ def fix_length(samples: np.ndarray, num_samples: int) -> np.ndarray:
     return samples[start : start + num_samples]
 
 
+def snr_scale(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> float:
+    """The factor that puts ``noise`` ``snr_db`` dB below ``signal`` (mean powers over each whole
+    array); 0 when either is silent."""
+    signal_power = float(np.mean(signal.astype(np.float64) ** 2))
+    noise_power = float(np.mean(noise.astype(np.float64) ** 2))
+    if signal_power == 0.0 or noise_power == 0.0:
+        return 0.0
+    return math.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+
+
 def load(
     path: str | os.PathLike, sample_rate: int | None = None, num_samples: int | None = None
 ) -> np.ndarray:

@@ -1,6 +1,6 @@
 """The model card every export carries, and `speechrnn info MODEL`, which prints it (torch-free).
 
-``build`` is called by the exporter with the run's plain config and its summary.json; the card
+``build`` is called by the exporter with the run's plain data settings and its summary.json; the card
 goes into the ONNX metadata as ``model_card`` (a JSON object, export/README.md). It says what
 the model was trained on, what it expects, how well it did on which test clips, and where it
 is known to fall short.
@@ -54,9 +54,8 @@ def known_limits(data: dict, labels: list[str], accuracy: Optional[float],
     return limits
 
 
-def build(config: dict, labels: list[str], summary: dict, *, quantize: str) -> dict[str, Any]:
-    """The card of a model exported from a run with this plain ``config`` and ``summary``."""
-    data = config["data"]
+def build(data: dict, labels: list[str], summary: dict, *, quantize: str) -> dict[str, Any]:
+    """The card of a model exported from a run with these plain ``data`` settings and ``summary``."""
     clips = summary.get("clips") or {}
     accuracy = summary.get("test_accuracy")
     accuracy = float(accuracy) if isinstance(accuracy, (int, float)) else None

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .config import Config, validate
 from .errors import SpeechRNNError
+from .models import build_model
 
 
 def save(state: dict[str, Any], path: str | os.PathLike) -> None:
@@ -78,15 +79,13 @@ def resolve(run_or_checkpoint: str | os.PathLike) -> Path:
 
 def load_model(run_or_checkpoint: str | os.PathLike, map_location: str = "cpu"):
     """Rebuild the trained model: returns (model in eval mode, config as DictConfig, checkpoint)."""
-    from .models import build_model
-
     path = resolve(run_or_checkpoint)
     state = load(path, map_location=map_location)
     try:
         # Onto the schema, so that a run saved before a setting existed reads as its default.
         cfg: DictConfig = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
         validate(cfg)
-        model = build_model(cfg, list(state["labels"]))
+        model = build_model(cfg.data, cfg.features, cfg.model, list(state["labels"]))
     except Exception as exc:  # OmegaConf's key/type errors, UsageError, a model torch cannot build
         raise SpeechRNNError(f"{path}: the checkpoint's config is not a valid speechrnn config "
                              f"({first_line(exc)}); use a checkpoint written by speechrnn train") from None

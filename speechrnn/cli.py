@@ -14,7 +14,7 @@ from .errors import SpeechRNNError, UsageError
 # Imported on demand, so `speechrnn predict` never pays for torch or Hydra.
 COMMANDS = {
     "synth": ("speechrnn.data.synthetic", "render the offline synthetic dataset (espeak-ng)"),
-    "train": ("speechrnn.train", "train a recipe (Hydra overrides; -m for multirun)"),
+    "train": ("speechrnn.train_cli", "train a recipe (Hydra overrides; -m for multirun)"),
     "eval": ("speechrnn.evaluate", "re-evaluate a run dir"),
     "export": ("speechrnn.export", "export a run or checkpoint to ONNX"),
     "predict": ("speechrnn.predict", "recognise commands in audio files with an ONNX model"),
@@ -67,10 +67,10 @@ def complete(argv: list[str]) -> int:
     in COMP_LINE; the answer is the command names for the first word, the train app's own (Hydra)
     completions after `speechrnn train`, and nothing after other commands (the shell then offers
     file names)."""
-    from . import train
+    from . import train_cli  # Hydra takes a while to import; the command names need none of it
 
     if not any(arg.startswith("query=") for arg in argv):
-        return train.main(argv, prog="speechrnn")  # install/uninstall: a script that calls `speechrnn`
+        return train_cli.main(argv, prog="speechrnn")  # install/uninstall: a script that calls `speechrnn`
     line = os.environ.get("COMP_LINE", "")
     words = line.split() + [""] * line.endswith(" ")  # the last one is the word being completed
     if len(words) == 2:
@@ -78,7 +78,7 @@ def complete(argv: list[str]) -> int:
     elif len(words) > 2 and words[1] == "train":
         # Hydra strips the program's name from the line; the command's name goes here.
         os.environ["COMP_LINE"] = re.sub(r"^(\s*\S+\s+)train\s*", r"\1", line)
-        return train.main(argv, prog="speechrnn")
+        return train_cli.main(argv, prog="speechrnn")
     return 0
 
 

@@ -3,6 +3,7 @@
 ``speechrnn/conf/config.yaml`` lists ``base_config`` first in its defaults, so every group file and every
 command-line override is checked against these dataclasses at composition time: an unknown key
 or a value outside an Enum fails before anything runs, and the message lists the valid choices.
+The defaults live here only: the group files (``speechrnn/conf/<group>/``) hold what differs.
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig
+from hydra.errors import HydraException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from .errors import SpeechRNNError, UsageError
 
@@ -54,7 +58,8 @@ class Bounds:
 
 
 def ranged(default: Any, **bounds: float) -> Any:
-    """A schema field with the range its values must lie in (checked by ``validate``)."""
+    """A schema field with the range its values must lie in (checked by ``validate`` and when
+    its section is built)."""
     return field(default=default, metadata={"bounds": Bounds(**bounds)})
 
 
@@ -114,6 +119,28 @@ class Quantize(str, Enum):
     int8 = "int8"
 
 
+class Section:
+    """A top-level config section that holds valid values only: building one (by hand, or
+    ``OmegaConf.to_object`` at an entry point) turns a choice given as a string into its Enum
+    member and checks every range and rule of the section, so builders that take it check nothing."""
+
+    def __post_init__(self) -> None:
+        name = SECTION_NAMES[type(self)]
+        for key, (_, hint) in _schema_fields(type(self)).items():
+            value = getattr(self, key)
+            if isinstance(hint, type) and issubclass(hint, Enum) and not isinstance(value, (hint, type(None))):
+                setattr(self, key, _member(hint, value, f"{name}.{key}"))
+        check_section(self, name)
+
+
+def _member(kind: type[Enum], value: Any, key: str) -> Enum:
+    try:
+        return kind(value)
+    except ValueError:
+        names = [member.value for member in kind]
+        raise UsageError(f"{key}={value!r} is not one of {names}; set {key} to one of them") from None
+
+
 @dataclass
 class SynthConfig:
     per_word: int = ranged(200, ge=1)
@@ -125,7 +152,7 @@ class SynthConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Section):
     source: DataSource = DataSource.synthetic
     # None means the default cache folder (synthetic) or a required setting (other sources).
     root: Optional[str] = None
@@ -163,7 +190,7 @@ class DataConfig:
 
 
 @dataclass
-class FeaturesConfig:
+class FeaturesConfig(Section):
     n_mfcc: int = ranged(40, ge=1)
     n_fft: int = ranged(512, ge=2, le=65536)
     win_length: int = ranged(480, ge=1)
@@ -184,7 +211,7 @@ class FeaturesConfig:
 
 
 @dataclass
-class AugmentConfig:
+class AugmentConfig(Section):
     enabled: bool = True
     time_shift_seconds: float = ranged(0.1, ge=0)
     noise_dir: Optional[str] = None
@@ -209,7 +236,7 @@ class AugmentConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Section):
     cell: Cell = Cell.gru
     hidden_size: int = ranged(128, ge=1, le=16384)
     num_layers: int = ranged(2, ge=1, le=64)
@@ -225,7 +252,7 @@ class ModelConfig:
 
 
 @dataclass
-class OptimConfig:
+class OptimConfig(Section):
     name: Optimizer = Optimizer.adamw
     lr: float = ranged(3e-3, gt=0)
     weight_decay: float = ranged(1e-2, ge=0)
@@ -233,14 +260,14 @@ class OptimConfig:
 
 
 @dataclass
-class SchedulerConfig:
+class SchedulerConfig(Section):
     name: Schedule = Schedule.onecycle
     pct_start: float = ranged(0.2, gt=0, lt=1)
     min_lr: float = ranged(0.0, ge=0)
 
 
 @dataclass
-class TrainerConfig:
+class TrainerConfig(Section):
     epochs: int = ranged(20, ge=1)
     seed: int = ranged(0, ge=0, lt=2**32)
     device: str = "auto"
@@ -257,7 +284,7 @@ class TrainerConfig:
 
 
 @dataclass
-class LoggerConfig:
+class LoggerConfig(Section):
     name: Logger = Logger.none
     project: str = "speechrnn"
     mode: str = "offline"
@@ -266,7 +293,7 @@ class LoggerConfig:
 
 
 @dataclass
-class ExportConfig:
+class ExportConfig(Section):
     enabled: bool = True
     filename: str = "model.onnx"
     opset: int = ranged(17, ge=MIN_OPSET, le=MAX_OPSET)
@@ -318,7 +345,7 @@ class PrunerConfig:
 
 
 @dataclass
-class SweepConfig:
+class SweepConfig(Section):
     """An Optuna study over training configs (``speechrnn sweep sweep=<name>``)."""
 
     name: str = MISSING  # the study name; also the wandb group of its trials
@@ -358,10 +385,6 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     Any mistake in the overrides (unknown key, bad value or option, malformed syntax, a value
     out of range) becomes a UsageError that names the setting and the fix.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name="config", overrides=list(overrides))
@@ -372,12 +395,15 @@ def compose_config(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     return cfg
 
 
+def plain(node: Any) -> dict:
+    """A config or one of its sections (DictConfig or dataclass) as plain containers, Enums as
+    their names: what a checkpoint, a metadata entry or a model card holds."""
+    return OmegaConf.to_container(OmegaConf.structured(node), resolve=True, enum_to_str=True)
+
+
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     """``cfg`` with ``key=value`` overrides (outside Hydra: `speechrnn eval RUN data.root=...`),
     each key checked against the schema (the closest valid name for a typo), then validated."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     malformed = [item for item in overrides if "=" not in item]
     if malformed:
         raise UsageError(f"{malformed[0]!r} is not a setting=value override (e.g. data.root=/path)")
@@ -391,9 +417,6 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 
 def check_resolves(cfg: DictConfig) -> None:
     """Every ${...} interpolation resolves: a bad one is named now, not halfway through a run."""
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as exc:
@@ -403,8 +426,6 @@ def check_resolves(cfg: DictConfig) -> None:
 def describe_config_error(exc: BaseException) -> str:
     """One line from Hydra's message and the OmegaConf cause it wraps: the setting, what is
     wrong with it (the valid choices, the closest valid name) and nothing of OmegaConf's internals."""
-    from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
-
     cause = exc if isinstance(exc, OmegaConfBaseException) else exc.__cause__
     key = getattr(cause, "full_key", None)
     if key and isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and " not in " in str(cause):
@@ -428,8 +449,6 @@ def validate(cfg: Any) -> None:
     runs: every interpolation resolves, no unknown or missing keys, every number finite and within its field's ``ranged``
     bounds, and the rules between settings. Raises UsageError naming every problem, each with
     its setting and the fix, in one line."""
-    from omegaconf.errors import OmegaConfBaseException
-
     check_resolves(cfg)
     try:
         problems = _problems(cfg, Config, "")
@@ -486,8 +505,6 @@ def _schema_fields(schema: type) -> dict[str, tuple[Optional[type], Any]]:
 def _problems(node: Any, schema: type, prefix: str) -> list[str]:
     """Unknown, missing, non-finite and out-of-range values in ``node`` (a DictConfig or an
     instance of ``schema``)."""
-    from omegaconf import OmegaConf
-
     fields = _schema_fields(schema)
     problems = []
     if isinstance(node, DictConfig):
@@ -542,7 +559,7 @@ def _rules(cfg: Any) -> list[str]:
     problems = [problem for name, rule in SECTION_RULES.items() for problem in rule(getattr(cfg, name))]
     device = str(cfg.trainer.device)
     if device != "auto":
-        import torch
+        import torch  # slow to import, and the train command's tab completion loads this module
 
         try:
             torch.device(device)
@@ -554,7 +571,7 @@ def _rules(cfg: Any) -> list[str]:
 def _frontend_problems(cfg: Any) -> list[str]:
     """The MFCC frontend's own rules between features.* and data.sample_rate, and a clip long
     enough for one frame (the frontend defines them; building it is cheap)."""
-    from .features import Frontend
+    from .features import Frontend  # torch: as above
 
     try:
         frontend = Frontend.from_config(cfg.features, cfg.data.sample_rate)
@@ -565,6 +582,10 @@ def _frontend_problems(cfg: Any) -> list[str]:
         return [f"data.clip_seconds={cfg.data.clip_seconds} gives {samples} samples, fewer than one "
                 f"MFCC window needs ({frontend.mfcc.min_samples}); lengthen the clips or shorten features.n_fft"]
     return []
+
+
+# A section's type -> its name in Config ("model" ...).
+SECTION_NAMES = {sub: name for name, (sub, _) in _schema_fields(Config).items()}
 
 
 def register() -> None:

@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from omegaconf import OmegaConf
 
 from . import checkpoint
 from .config import apply_overrides
+from .data import build_datasets, build_splits, make_loader
 from .devices import pick_device
 from .errors import SpeechRNNError, UsageError
 
@@ -78,13 +80,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     args = parser.parse_args(argv)
 
-    from .data import build_datasets, build_splits, make_loader
-
     model, cfg, _ = checkpoint.load_model(args.run_dir)
     bad = [o for o in args.overrides if not o.startswith("data.")]
     if bad:
         raise UsageError(f"only data.* overrides apply to a trained run, got {bad}")
-    cfg = apply_overrides(cfg, args.overrides)
+    cfg = OmegaConf.to_object(apply_overrides(cfg, args.overrides))
     device = pick_device(cfg.trainer.device)
     model.to(device)
     splits = build_splits(cfg.data)
@@ -93,7 +93,7 @@ def main(argv: list[str]) -> int:
             f"{args.run_dir}: the data's labels {splits.labels} differ from the model's "
             f"{model.labels}; point data.* at a corpus with the same classes"
         )
-    dataset = build_datasets(cfg, splits)[args.split]
+    dataset = build_datasets(cfg.data, cfg.augment, splits, cfg.trainer.seed)[args.split]
     loader = make_loader(dataset, cfg.data.batch_size, shuffle=False,
                          num_workers=cfg.data.num_workers, seed=cfg.trainer.seed)
     result = evaluate_split(model, loader, device, model.labels)

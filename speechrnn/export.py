@@ -24,30 +24,27 @@ from typing import Optional
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 from onnx import numpy_helper
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from . import __version__, checkpoint
 from . import card as model_card
-from .config import ExportConfig, check_section
+from .config import ExportConfig, Quantize, plain
 from .errors import SpeechRNNError
-from .features import MFCC
-from .models.encoder import choice
 from .runtime import FORMAT, FORMAT_KEY
 
 log = logging.getLogger(__name__)
 
-QUANTIZE = ("none", "int8")
 # Parity a fresh export must reach against PyTorch before it is written (fp32 only).
 VERIFY_ATOL = 1e-3
 
 
 # --------------------------------------------------------------------------- recurrent layers
 
-def _export_rnn(encoder: nn.Module, cfg) -> nn.Module:
+def _export_rnn(encoder: nn.Module) -> nn.Module:
     """The recurrent layer to put in the graph: torch's own module, exported as the native ONNX
     op (a ``ReferenceRNN`` is swapped for it, same weights)."""
     rnn = encoder.rnn
@@ -55,7 +52,7 @@ def _export_rnn(encoder: nn.Module, cfg) -> nn.Module:
         args = dict(input_size=rnn.input_size, hidden_size=rnn.hidden_size,
                     num_layers=rnn.num_layers, bidirectional=rnn.bidirectional, batch_first=True)
         if encoder.cell == "rnn":
-            args["nonlinearity"] = choice(cfg.model.nonlinearity)
+            args["nonlinearity"] = encoder.nonlinearity
         native = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[encoder.cell](**args)
         native.load_state_dict(rnn.state_dict())
         rnn = native
@@ -76,7 +73,7 @@ class OfflineGraph(nn.Module):
         return logits, torch.softmax(logits, dim=-1)
 
 
-def check_streamable(model: nn.Module, cfg) -> None:
+def check_streamable(model: nn.Module) -> None:
     """Refuse, with the fix, what a chunk-by-chunk model cannot reproduce exactly."""
     problems = []
     if model.encoder.bidirectional:
@@ -107,7 +104,7 @@ class StreamingGraph(nn.Module):
     offline model's left padding and initial state.
     """
 
-    def __init__(self, model: nn.Module, rnn: nn.Module, cfg):
+    def __init__(self, model: nn.Module, rnn: nn.Module):
         super().__init__()
         mfcc = model.frontend.mfcc
         self.hop = mfcc.hop_length
@@ -118,17 +115,14 @@ class StreamingGraph(nn.Module):
         self.delay_frames = -((self.pad_left - mfcc.win_length) // self.hop + 1)
         self.context_samples = self.pad_left + self.delay_frames * self.hop
         # The same MFCC, framing its input as is: the graph does the padding.
-        f = cfg.features
-        self.frontend = MFCC(model.sample_rate, f.n_mfcc, f.n_fft, f.win_length, f.hop_length,
-                             f.n_mels, f.f_min, f.f_max, center=False,
-                             power_floor=mfcc.power_floor)
-        self.frontend.load_state_dict(mfcc.state_dict())
+        self.frontend = copy.deepcopy(mfcc)
+        self.frontend.center = False
         self.input_norm = model.encoder.input_norm
         self.convs = nn.ModuleList(model.encoder.convs)
         self.rnn = rnn
         self.head = model.head
         self.lstm = model.encoder.cell == "lstm"
-        self.state_shapes = self._state_shapes(model, cfg)
+        self.state_shapes = self._state_shapes()
 
     @property
     def min_first_chunk(self) -> int:
@@ -136,14 +130,14 @@ class StreamingGraph(nn.Module):
         needed = max(self.pad_left + 1, (self.delay_frames + 1) * self.hop)
         return -(-needed // self.hop) * self.hop
 
-    def _state_shapes(self, model, cfg) -> dict[str, list]:
-        layers = cfg.model.num_layers
+    def _state_shapes(self) -> dict[str, list]:
+        layers, hidden = self.rnn.num_layers, self.rnn.hidden_size
         shapes = {"context": ["batch", self.context_samples], "offset": [1]}
         for i, conv in enumerate(self.convs):
             shapes[f"conv{i}"] = ["batch", conv.conv.in_channels, conv.kernel_size - 1]
-        shapes["h"] = [layers, "batch", cfg.model.hidden_size]
+        shapes["h"] = [layers, "batch", hidden]
         if self.lstm:
-            shapes["c"] = [layers, "batch", cfg.model.hidden_size]
+            shapes["c"] = [layers, "batch", hidden]
         return shapes
 
     def forward(self, audio: Tensor, context: Tensor, offset: Tensor, *states: Tensor):
@@ -173,20 +167,20 @@ class StreamingGraph(nn.Module):
 
 # --------------------------------------------------------------------------- export
 
-def metadata(model: nn.Module, cfg, *, quantize: str, streaming: Optional[StreamingGraph],
+def metadata(model: nn.Module, data: dict, *, quantize: str, streaming: Optional[StreamingGraph],
              summary: dict) -> dict[str, str]:
-    """The metadata_props every exported file carries (export/README.md); ``summary`` is the
-    run's summary.json (empty for a model that was never tested)."""
-    card = model_card.build(_plain(cfg), list(model.labels), summary, quantize=quantize)
+    """The metadata_props every exported file carries (export/README.md); ``data`` is the run's
+    data settings and ``summary`` its summary.json (empty for a model that was never tested)."""
+    card = model_card.build(data, list(model.labels), summary, quantize=quantize)
     test_accuracy = (card["test_accuracy"] or {}).get("value")
     meta = {
         FORMAT_KEY: str(FORMAT),
         "speechrnn_version": __version__,
         "labels": json.dumps(list(model.labels)),
         "sample_rate": str(model.sample_rate),
-        "clip_samples": str(clip_samples(cfg)),
-        "features": json.dumps(_plain(cfg.features)),
-        "model": json.dumps(_plain(cfg.model)),
+        "clip_samples": str(model.clip_samples),
+        "features": json.dumps(model.settings["features"]),
+        "model": json.dumps(model.settings["model"]),
         "test_accuracy": json.dumps(test_accuracy),
         "quantize": quantize,
         "streaming": json.dumps(streaming is not None),
@@ -205,35 +199,23 @@ def metadata(model: nn.Module, cfg, *, quantize: str, streaming: Optional[Stream
     return meta
 
 
-def clip_samples(cfg) -> int:
-    """The length of the clips the model was trained on (the memory probe's noise included)."""
-    seconds = cfg.data.clip_seconds + (cfg.data.get("probe_delay_seconds") or 0.0)
-    return round(seconds * cfg.data.sample_rate)
-
-
-def _plain(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True, enum_to_str=True)
-
-
-def export_model(model: nn.Module, cfg, output: str | os.PathLike, *, quantize: str = "none",
+def export_model(model: nn.Module, data, output: str | os.PathLike, *, quantize: Quantize | str = Quantize.none,
                  streaming: bool = False, opset: int = ExportConfig.opset,
                  summary: Optional[dict] = None) -> Path:
-    """Write ``model`` (a KeywordClassifier built from ``cfg``) to ``output`` as ONNX, check it
-    with onnx.checker and (fp32) against PyTorch, and return the path. ``summary`` (the run's
-    summary.json) gives the model card its test accuracy and clip counts."""
-    quantize = choice(quantize)
-    if quantize not in QUANTIZE:
-        raise SpeechRNNError(f"quantize={quantize!r} is not one of {list(QUANTIZE)}")
+    """Write ``model`` (a KeywordClassifier) to ``output`` as ONNX, check it with onnx.checker
+    and (fp32) against PyTorch, and return the path. ``data`` (the run's data settings) and
+    ``summary`` (its summary.json) tell the model card what it was trained and tested on."""
+    quantize = Quantize(quantize).value
     model = copy.deepcopy(model).cpu().eval()
-    rnn = _export_rnn(model.encoder, cfg)
+    rnn = _export_rnn(model.encoder)
     stream_graph = None
     if streaming:
-        check_streamable(model, cfg)
-        stream_graph = StreamingGraph(model, rnn, cfg).eval()
+        check_streamable(model)
+        stream_graph = StreamingGraph(model, rnn).eval()
         graph, args, names = stream_graph, *_streaming_io(stream_graph)
     else:
         model.encoder.rnn = rnn
-        graph, args, names = OfflineGraph(model).eval(), *_offline_io(model, cfg)
+        graph, args, names = OfflineGraph(model).eval(), *_offline_io(model)
 
     output = Path(output)
     try:
@@ -244,7 +226,7 @@ def export_model(model: nn.Module, cfg, output: str | os.PathLike, *, quantize: 
             if quantize == "int8":
                 _quantize(path, streaming=stream_graph)
             proto = onnx.load(str(path))
-            for key, value in metadata(model, cfg, quantize=quantize, streaming=stream_graph,
+            for key, value in metadata(model, plain(data), quantize=quantize, streaming=stream_graph,
                                        summary=summary or {}).items():
                 proto.metadata_props.add(key=key, value=value)
             onnx.checker.check_model(proto, full_check=True)
@@ -258,8 +240,8 @@ def export_model(model: nn.Module, cfg, output: str | os.PathLike, *, quantize: 
     return output
 
 
-def _offline_io(model, cfg):
-    clip = torch.randn(2, clip_samples(cfg)) * 0.1
+def _offline_io(model):
+    clip = torch.randn(2, model.clip_samples) * 0.1
     names = dict(input_names=["audio"], output_names=["logits", "probs"],
                  dynamic_axes={"audio": {0: "batch", 1: "samples"},
                                "logits": {0: "batch"}, "probs": {0: "batch"}})
@@ -302,7 +284,7 @@ def _quantize(path: Path, streaming: bool) -> None:
     DynamicQuantizeLSTM does not carry the state passed between calls as the float LSTM does
     (measured with onnxruntime 1.32: the same audio in 4 chunks or in 1 drifted by 0.19 in the
     outputs, the float graph by 1e-7), so its weights are stored as int8 like a GRU's."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # int8 only: slow to import
 
     frontend = [node.name for node in onnx.load(str(path)).graph.node if "/frontend/" in node.name]
     quantized = path.with_name("int8.onnx")
@@ -354,8 +336,6 @@ def _store_recurrent_weights_int8(graph: onnx.GraphProto) -> None:
 
 
 def _verify(proto: onnx.ModelProto, graph: nn.Module, args, input_names) -> None:
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1  # one small batch: a thread pool only costs start-up
     session = ort.InferenceSession(proto.SerializeToString(), options,
@@ -401,8 +381,8 @@ def export_run(source: str | os.PathLike, settings=None,
     settings = settings or ExportConfig()
     model, cfg, _ = checkpoint.load_model(source)
     folder = Path(source) if Path(source).is_dir() else Path(source).parent
-    return export_model(model, cfg, output or folder / settings.filename,
-                        quantize=choice(settings.quantize), streaming=bool(settings.streaming),
+    return export_model(model, cfg.data, output or folder / settings.filename,
+                        quantize=settings.quantize, streaming=bool(settings.streaming),
                         opset=int(settings.opset), summary=recorded_summary(source))
 
 
@@ -411,7 +391,7 @@ def export_after_training(run_dir: Path, settings) -> dict[str, str]:
     and streaming variants when ``settings`` asks; a variant the model cannot have is skipped
     with a warning (the run stays usable), the plain model never is."""
     variants = [("onnx", "none", False)]
-    if choice(settings.quantize) == "int8":
+    if settings.quantize is Quantize.int8:
         variants.append(("onnx_int8", "int8", False))
     if settings.streaming:
         variants.append(("onnx_streaming", "none", True))
@@ -435,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="a run dir (uses checkpoints/best.pt) or a .pt checkpoint")
     parser.add_argument("-o", "--output", help="the .onnx file to write (default: "
                         "model[.streaming][.int8].onnx in the run dir or beside the checkpoint)")
-    parser.add_argument("--quantize", choices=QUANTIZE, default="none",
+    parser.add_argument("--quantize", choices=[q.value for q in Quantize], default="none",
                         help="int8: dynamic int8 weights (onnxruntime)")
     parser.add_argument("--streaming", action="store_true",
                         help="a stateful chunk-by-chunk model (unidirectional encoders)")
@@ -443,7 +423,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     output = args.output or default_output(args.source, args.quantize, args.streaming)
     settings = ExportConfig(opset=args.opset, quantize=args.quantize, streaming=args.streaming)
-    check_section(settings, "export")  # --opset within the range the schema allows
     path = export_run(args.source, settings, output)
     size = path.stat().st_size / 1e6
     kind = ("streaming " if args.streaming else "") + ("int8" if args.quantize == "int8" else "fp32")

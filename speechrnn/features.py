@@ -21,7 +21,6 @@ import torch.nn.functional as F
 import torchaudio
 from torch import nn
 
-from .config import FeaturesConfig
 from .errors import SpeechRNNError
 
 # torchaudio's AmplitudeToDB floor: power below 1e-10 (-100 dB) is clamped.
@@ -152,8 +151,6 @@ class Frontend(nn.Module):
 
     ``forward(wave [B, S]) -> [B, T, output_dim]`` with ``output_dim = n_mfcc * (1 + deltas)``.
 
-    Streaming: with ``center=False`` and ``normalize=False`` each output frame depends only on
-    its own STFT window plus ``context_frames`` MFCC frames on each side (the delta windows).
     ``normalize=True`` uses the mean and variance of the whole utterance, so it is not causal.
     """
 
@@ -167,7 +164,6 @@ class Frontend(nn.Module):
         n_mels: int = 40,
         f_min: float = 20.0,
         f_max: Optional[float] = None,
-        center: bool = True,
         power_floor: float = AMIN,
         deltas: int = 0,
         normalize: bool = False,
@@ -179,12 +175,11 @@ class Frontend(nn.Module):
         super().__init__()
         _check(deltas in (0, 1, 2), f"features.deltas={deltas} must be 0, 1 or 2")
         self.mfcc = MFCC(sample_rate, n_mfcc, n_fft, win_length, hop_length, n_mels, f_min,
-                         f_max, center, power_floor)
+                         f_max, power_floor=power_floor)
         self.deltas = Deltas() if deltas else None
         self.order = deltas
         self.normalize = normalize
         self.output_dim = n_mfcc * (1 + deltas)
-        self.context_frames = deltas * Deltas().reach
         # Masks are filled with 0, the per-utterance mean when normalize is on.
         self.spec_augment = nn.Sequential(
             *[torchaudio.transforms.FrequencyMasking(freq_mask_width, iid_masks=True)
@@ -194,7 +189,8 @@ class Frontend(nn.Module):
         )
 
     @classmethod
-    def from_config(cls, cfg: FeaturesConfig, sample_rate: int) -> "Frontend":
+    def from_config(cls, cfg, sample_rate: int) -> "Frontend":
+        """The frontend a ``FeaturesConfig`` describes (config.py imports this module, not back)."""
         return cls(
             sample_rate=sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft,
             win_length=cfg.win_length, hop_length=cfg.hop_length, n_mels=cfg.n_mels,

@@ -21,11 +21,12 @@ Writes gradients.{png,json} and exploding.{png,json} into --out.
 from __future__ import annotations
 
 import argparse
-import copy
+import functools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -34,13 +35,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 from torch import nn  # noqa: E402
 
-from .config import compose_config  # noqa: E402
+from .checkpoint import load_model  # noqa: E402
+from .config import AugmentConfig, DataConfig, FeaturesConfig, ModelConfig, compose_config  # noqa: E402
+from .data import build_datasets, build_splits  # noqa: E402
 from .devices import pick_device  # noqa: E402
 from .errors import SpeechRNNError  # noqa: E402
 from .inspect_cells import rnn_inputs  # noqa: E402
+from .models import build_model, count_parameters  # noqa: E402
 
 CELLS = ("rnn", "lstm", "gru")
 
@@ -135,8 +139,6 @@ def hidden_gradient_norms(model: nn.Module, waves: torch.Tensor, labels: torch.T
 
 def profile(name: str, model: nn.Module, waves: torch.Tensor, labels: torch.Tensor,
             trained: bool) -> GradientProfile:
-    from .models import count_parameters
-
     return GradientProfile(
         name=name, cell=model.encoder.cell, norms=hidden_gradient_norms(model, waves, labels),
         hop_seconds=model.frontend.mfcc.hop_length / model.sample_rate,
@@ -144,15 +146,14 @@ def profile(name: str, model: nn.Module, waves: torch.Tensor, labels: torch.Tens
     )
 
 
-def clip_batch(cfg: DictConfig, split: str, count: int, labels: list[str] | None = None):
+def clip_batch(data: DataConfig, augment: AugmentConfig, split: str, count: int,
+               labels: list[str] | None = None, seed: int = 0):
     """``count`` clips spread evenly over ``split`` (waves [B, S], label indices [B])."""
-    from .data import build_datasets, build_splits
-
-    splits = build_splits(cfg.data)
+    splits = build_splits(data)
     if labels is not None and splits.labels != list(labels):
         raise SpeechRNNError(f"the data's labels {splits.labels} differ from the model's {labels}; "
                              "point data.* at the corpus the run was trained on")
-    dataset = build_datasets(cfg, splits)[split]
+    dataset = build_datasets(data, augment, splits, seed)[split]
     if len(dataset) == 0:
         raise SpeechRNNError(f"data: the {split} split is empty; pick another with --split")
     indices = np.unique(np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int))
@@ -160,20 +161,19 @@ def clip_batch(cfg: DictConfig, split: str, count: int, labels: list[str] | None
     return torch.stack([w for w, _ in items]), torch.tensor([y for _, y in items]), splits.labels
 
 
-def with_model(cfg: DictConfig, **model) -> DictConfig:
-    cfg = copy.deepcopy(cfg)
-    cfg.model.merge_with(model)
-    return cfg
+def with_model(data: DataConfig, features: FeaturesConfig, model: ModelConfig, labels: list[str],
+               **changes) -> nn.Module:
+    """The classifier these sections describe, with ``changes`` to the model settings."""
+    return build_model(data, features, replace(model, **changes), labels)
 
 
 # ------------------------------------------------------------------------- exploding gradients
 
-def relu_rnn(cfg: DictConfig, labels: list[str], gain: float, seed: int) -> nn.Module:
-    """A vanilla relu RNN from ``cfg`` whose recurrent matrices are ``gain`` x orthogonal."""
-    from .models import build_model
-
+def relu_rnn(build: Callable[..., nn.Module], gain: float, seed: int) -> nn.Module:
+    """A vanilla relu RNN (``build``: with_model with its sections and labels given) whose
+    recurrent matrices are ``gain`` x orthogonal."""
     torch.manual_seed(seed)
-    model = build_model(with_model(cfg, cell="rnn", nonlinearity="relu", dropout=0.0), labels)
+    model = build(cell="rnn", nonlinearity="relu", dropout=0.0)
     for name, weight in model.encoder.rnn.named_parameters():
         if name.startswith("weight_hh"):
             nn.init.orthogonal_(weight, gain=gain)
@@ -201,15 +201,16 @@ def train_steps(model: nn.Module, batches: list, steps: int, lr: float, clip: fl
             "diverged": not all(map(math.isfinite, losses + norms))}
 
 
-def exploding(cfg: DictConfig, batches: list, labels: list[str], steps: int, gain: float,
+def exploding(build: Callable[..., nn.Module], batches: list, steps: int, gain: float,
               lr: float, clip: float, seed: int) -> dict:
     """The same relu RNN (same init, same batches) trained without and with clipping."""
     runs = {}
     for key, max_norm in (("no_clip", None), ("clip", clip)):
-        model = relu_rnn(cfg, labels, gain, seed).to(batches[0][0].device)
+        model = relu_rnn(build, gain, seed).to(batches[0][0].device)
         runs[key] = train_steps(model, batches, steps, lr, max_norm)
-    return {"gain": gain, "lr": lr, "clip": clip, "seed": seed, "hidden_size": cfg.model.hidden_size,
-            "num_layers": cfg.model.num_layers, "batch_size": len(batches[0][1]), "runs": runs}
+    rnn = model.encoder.rnn
+    return {"gain": gain, "lr": lr, "clip": clip, "seed": seed, "hidden_size": rnn.hidden_size,
+            "num_layers": rnn.num_layers, "batch_size": len(batches[0][1]), "runs": runs}
 
 
 # ------------------------------------------------------------------------------- outputs
@@ -315,9 +316,6 @@ def _parse(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
-    from .checkpoint import load_model
-    from .models import build_model
-
     args = _parse(argv)
     runs = [t for t in args.targets if "=" not in t]
     overrides = [t for t in args.targets if "=" in t]
@@ -334,25 +332,27 @@ def main(argv: list[str]) -> int:
     def batch_for(cfg, split, labels=None):
         key = (split, OmegaConf.to_yaml(cfg.data))  # models on the same data share one batch
         if key not in batches:
-            waves, targets, labels = clip_batch(cfg, split, args.clips, labels)
+            waves, targets, labels = clip_batch(cfg.data, cfg.augment, split, args.clips, labels,
+                                                cfg.trainer.seed)
             batches[key] = (waves.to(device), targets.to(device), labels)
         return batches[key]
 
     if runs:
         for run in runs:
             model, cfg, _ = load_model(run)
+            cfg = OmegaConf.to_object(cfg)
             waves, targets, _ = batch_for(cfg, args.split, model.labels)
             profiles.append(profile(f"{Path(run).name} ({model.encoder.cell})", model.to(device),
                                     waves, targets, trained=True))
         base_cfg = cfg
     else:
-        base_cfg = compose_config(overrides)
+        base_cfg = OmegaConf.to_object(compose_config(overrides))
         waves, targets, labels = batch_for(base_cfg, args.split)
         for cell in [c.strip() for c in args.cells.split(",") if c.strip()]:
             if cell not in CELLS:
                 raise SpeechRNNError(f"--cells: {cell!r} is not one of {list(CELLS)}")
             torch.manual_seed(args.seed)
-            model = build_model(with_model(base_cfg, cell=cell), labels).to(device)
+            model = with_model(base_cfg.data, base_cfg.features, base_cfg.model, labels, cell=cell).to(device)
             profiles.append(profile(f"{cell} (initial)", model, waves, targets, trained=False))
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -367,8 +367,9 @@ def main(argv: list[str]) -> int:
 
     if args.exploding_steps > 0:
         waves, targets, labels = batch_for(base_cfg, "train")
-        result = exploding(base_cfg, [(waves, targets)], labels, args.exploding_steps, args.gain,
-                           args.lr, args.clip, args.seed)
+        build = functools.partial(with_model, base_cfg.data, base_cfg.features, base_cfg.model, labels)
+        result = exploding(build, [(waves, targets)], args.exploding_steps, args.gain, args.lr,
+                           args.clip, args.seed)
         written += [plot_exploding(result, args.out / "exploding.png"),
                     write_json(result, args.out / "exploding.json")]
         for key, run in result["runs"].items():

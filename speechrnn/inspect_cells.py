@@ -30,8 +30,8 @@ import torch  # noqa: E402
 from torch import Tensor, nn  # noqa: E402
 
 from . import audio  # noqa: E402
+from .checkpoint import load_model  # noqa: E402
 from .models.cells import ReferenceRNN  # noqa: E402
-from .models.encoder import choice  # noqa: E402
 
 # The gates worth looking at per cell (the candidate and cell state are not gates).
 PLOTTED_GATES = {"rnn": (), "lstm": ("forget", "input", "output"), "gru": ("update", "reset")}
@@ -104,7 +104,7 @@ def rnn_inputs(model: nn.Module) -> Iterator[list[Tensor]]:
 
 
 @torch.no_grad()
-def inspect_wave(model, cfg, wave: np.ndarray) -> Inspection:
+def inspect_wave(model, wave: np.ndarray) -> Inspection:
     """Everything the figure shows, for one waveform at the model's sample rate."""
     model.eval()
     device = next(model.parameters()).device
@@ -112,8 +112,7 @@ def inspect_wave(model, cfg, wave: np.ndarray) -> Inspection:
     with rnn_inputs(model) as rnn_input:
         features = model.features(batch)
         frames = model.encode_frames(features)  # [1, T, D]
-    layers = trace_layers(model.encoder.rnn, model.encoder.cell, choice(cfg.model.nonlinearity),
-                          rnn_input[0])
+    layers = trace_layers(model.encoder.rnn, model.encoder.cell, model.encoder.nonlinearity, rnn_input[0])
     pooled = torch.cat([model.encoder.pool(frames[:, : t + 1]) for t in range(frames.shape[1])])
     posterior = torch.softmax(model.head(pooled).float(), dim=-1)
     return Inspection(
@@ -122,12 +121,6 @@ def inspect_wave(model, cfg, wave: np.ndarray) -> Inspection:
         features=features[0].cpu().numpy(), layers=layers, posterior=posterior.cpu().numpy(),
         labels=list(model.labels), cell=model.encoder.cell,
     )
-
-
-def clip_samples(cfg) -> int:
-    """The window the model was trained on (the probe's delay included)."""
-    seconds = cfg.data.clip_seconds + (cfg.data.get("probe_delay_seconds") or 0.0)
-    return round(seconds * cfg.data.sample_rate)
 
 
 def _heatmap(fig, ax, cax, values: np.ndarray, inspection: Inspection, label: str, **style):
@@ -205,11 +198,11 @@ def plot(inspection: Inspection, path: Path, title: str) -> Path:
     return path
 
 
-def describe(inspection: Inspection, cfg, audio_path: Path) -> str:
+def describe(inspection: Inspection, model, audio_path: Path) -> str:
     label, prob = inspection.prediction
-    m = cfg.model
+    rnn = model.encoder.rnn
     return (f"{audio_path.name}: predicted '{label}' ({prob:.0%})  |  {inspection.cell.upper()}, "
-            f"{m.num_layers} x {m.hidden_size} units, pooling {choice(m.pooling)}")
+            f"{rnn.num_layers} x {rnn.hidden_size} units, pooling {model.encoder.pooling}")
 
 
 def main(argv: list[str]) -> int:
@@ -223,13 +216,11 @@ def main(argv: list[str]) -> int:
                         help="output folder (default: RUN_DIR/inspect)")
     args = parser.parse_args(argv)
 
-    from .checkpoint import load_model
-
-    model, cfg, _ = load_model(args.run_dir)
-    wave = audio.load(args.audio, sample_rate=model.sample_rate, num_samples=clip_samples(cfg))
-    inspection = inspect_wave(model, cfg, wave)
+    model, _, _ = load_model(args.run_dir)
+    wave = audio.load(args.audio, sample_rate=model.sample_rate, num_samples=model.clip_samples)
+    inspection = inspect_wave(model, wave)
     out = args.out or (args.run_dir if args.run_dir.is_dir() else args.run_dir.parent) / "inspect"
     out.mkdir(parents=True, exist_ok=True)
-    path = plot(inspection, out / f"{args.audio.stem}.png", describe(inspection, cfg, args.audio))
-    print(f"{describe(inspection, cfg, args.audio)}\nwritten to {path}")
+    path = plot(inspection, out / f"{args.audio.stem}.png", describe(inspection, model, args.audio))
+    print(f"{describe(inspection, model, args.audio)}\nwritten to {path}")
     return 0

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -27,14 +28,22 @@ from pathlib import Path
 from typing import Optional
 
 import optuna
-from omegaconf import DictConfig, OmegaConf
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from optuna.storages.journal import JournalFileBackend
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from . import leaderboard
-from .config import CONF_DIR, compose_config
-from .leaderboard import shown
+from .config import (CONF_DIR, Config, ParamSpec, ParamType, PrunerConfig, PrunerName, SamplerName,
+                     SweepConfig, compose_config, plain)
+from .data import build_splits
 from .errors import SpeechRNNError, UsageError
+from .leaderboard import shown
+from .training import fit
 
 log = logging.getLogger("speechrnn.sweep")
 
@@ -64,8 +73,8 @@ def override_keys(overrides: list[str]) -> set[str]:
     return {o.split("=", 1)[0].lstrip("+~") for o in overrides}
 
 
-def load_sweep(overrides: list[str]) -> DictConfig:
-    """The composed config of a sweep command, checked: a search space is chosen and no searched key is fixed."""
+def load_sweep(overrides: list[str]) -> Config:
+    """The typed config of a sweep command, checked: a search space is chosen and no searched key is fixed."""
     cfg = compose_config(overrides)
     if cfg.sweep is None:
         raise SpeechRNNError(f"no search space chosen; add sweep=<name> with a name from {CONF_DIR / 'sweep'}: "
@@ -74,30 +83,29 @@ def load_sweep(overrides: list[str]) -> DictConfig:
     if fixed:
         raise SpeechRNNError(f"{', '.join(fixed)}: both searched (speechrnn/conf/sweep) and fixed on the command line; "
                              "drop the override, or search a copy of the space without it")
-    return cfg
+    return OmegaConf.to_object(cfg)
 
 
 def space_names() -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / "sweep").glob("*.yaml"))
 
 
-def suggest(trial: optuna.Trial, name: str, spec) -> object:
-    kind = str(getattr(spec.type, "value", spec.type))
+def suggest(trial: optuna.Trial, name: str, spec: ParamSpec) -> object:
     try:
-        if kind == "categorical":
+        if spec.type is ParamType.categorical:
             if not spec.choices:
                 raise ValueError("a categorical parameter needs choices: [...]")
-            return trial.suggest_categorical(name, OmegaConf.to_container(spec.choices))
+            return trial.suggest_categorical(name, list(spec.choices))
         if spec.low is None or spec.high is None:
-            raise ValueError(f"a {kind} parameter needs low and high")
-        if kind == "int":
+            raise ValueError(f"a {spec.type.value} parameter needs low and high")
+        if spec.type is ParamType.int:
             return trial.suggest_int(name, int(spec.low), int(spec.high), step=int(spec.step or 1), log=spec.log)
         return trial.suggest_float(name, spec.low, spec.high, step=spec.step, log=spec.log)
     except ValueError as exc:
         raise SpeechRNNError(f"sweep.params.{name}: {exc}; fix it in speechrnn/conf/sweep/") from None
 
 
-def sampled_overrides(trial: optuna.Trial, params: DictConfig) -> list[str]:
+def sampled_overrides(trial: optuna.Trial, params: dict[str, ParamSpec]) -> list[str]:
     return [f"{name}={suggest(trial, name, spec)}" for name, spec in params.items()]
 
 
@@ -105,8 +113,6 @@ def standalone_overrides(overrides: list[str]) -> list[str]:
     """`speechrnn train` overrides that give a trial of this sweep command its config without
     the sweep: the recipe and the settings the search space picks, then the command's own
     training overrides (a trial adds its sampled values)."""
-    from hydra import compose, initialize_config_dir
-
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         choices = compose("config", overrides=overrides, return_hydra_config=True).hydra.runtime.choices
     space = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sweep" / f"{choices.sweep}.yaml"))
@@ -147,13 +153,9 @@ def merged(*groups: list[str]) -> list[str]:
 
 
 # -- storage and study ------------------------------------------------------------------------
-def open_storage(sweep: DictConfig, sweep_dir: Path):
+def open_storage(sweep: SweepConfig, sweep_dir: Path):
     if not sweep.storage:
-        from optuna.storages.journal import JournalFileBackend
-
         return optuna.storages.JournalStorage(JournalFileBackend(str(sweep_dir / JOURNAL)))
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
-
     # Workers on other machines send heartbeats; a trial whose worker went silent is failed
     # and its parameters retried once.
     beat = sweep.heartbeat_seconds
@@ -180,8 +182,6 @@ def database_url(url: str) -> str:
     """The SQLAlchemy URL for sweep.storage. postgresql:// (and postgres://, as some hosts write
     it) means psycopg2, the driver the sweep extra installs, unless psycopg 3 is installed:
     SQLAlchemy 2 would pick psycopg 3 for a bare postgresql:// and fail to import it."""
-    import importlib.util
-
     scheme, sep, rest = url.partition("://")
     if sep and scheme in ("postgresql", "postgres"):
         driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
@@ -193,32 +193,33 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def make_pruner(cfg: DictConfig) -> optuna.pruners.BasePruner:
-    name = str(getattr(cfg.name, "value", cfg.name))
-    if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=cfg.n_startup_trials, n_warmup_steps=cfg.n_warmup_steps)
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=cfg.min_resource, reduction_factor=cfg.reduction_factor)
-    if name == "threshold":
-        if cfg.lower is None:
+def make_pruner(pruner: PrunerConfig) -> optuna.pruners.BasePruner:
+    if pruner.name is PrunerName.median:
+        return optuna.pruners.MedianPruner(n_startup_trials=pruner.n_startup_trials,
+                                           n_warmup_steps=pruner.n_warmup_steps)
+    if pruner.name is PrunerName.hyperband:
+        return optuna.pruners.HyperbandPruner(min_resource=pruner.min_resource,
+                                              reduction_factor=pruner.reduction_factor)
+    if pruner.name is PrunerName.threshold:
+        if pruner.lower is None:
             raise SpeechRNNError("sweep.pruner.name=threshold needs sweep.pruner.lower=<val/acc>")
-        return optuna.pruners.ThresholdPruner(lower=cfg.lower, n_warmup_steps=cfg.n_warmup_steps)
+        return optuna.pruners.ThresholdPruner(lower=pruner.lower, n_warmup_steps=pruner.n_warmup_steps)
     return optuna.pruners.NopPruner()
 
 
-def make_sampler(sweep: DictConfig, salt: str) -> optuna.samplers.BaseSampler:
+def make_sampler(sweep: SweepConfig, salt: str) -> optuna.samplers.BaseSampler:
     # Each worker, and each resumed run, draws its own random numbers: the same seed in every
     # process would propose the same parameters again.
     seed = None if sweep.seed is None else int(hashlib.sha256(f"{sweep.seed}:{salt}".encode()).hexdigest()[:8], 16)
-    if str(getattr(sweep.sampler, "value", sweep.sampler)) == "random":
+    if sweep.sampler is SamplerName.random:
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, sweep.trials // 2 + 1))
 
 
-def load_study(cfg: DictConfig, sweep_dir: Path) -> optuna.Study:
+def load_study(sweep: SweepConfig, sweep_dir: Path) -> optuna.Study:
     return optuna.create_study(
-        study_name=cfg.sweep.name, storage=open_storage(cfg.sweep, sweep_dir), direction="maximize",
-        sampler=make_sampler(cfg.sweep, salt=""), pruner=make_pruner(cfg.sweep.pruner), load_if_exists=True,
+        study_name=sweep.name, storage=open_storage(sweep, sweep_dir), direction="maximize",
+        sampler=make_sampler(sweep, salt=""), pruner=make_pruner(sweep.pruner), load_if_exists=True,
     )
 
 
@@ -260,14 +261,12 @@ def pid_alive(pid: int) -> bool:
 class Objective:
     """One trial: compose, train into DIR/trial_NNNN, report val/acc per epoch, return the best."""
 
-    def __init__(self, cfg: DictConfig, overrides: list[str], sweep_dir: Path):
+    def __init__(self, cfg: Config, overrides: list[str], sweep_dir: Path):
         self.cfg, self.overrides, self.sweep_dir = cfg, overrides, sweep_dir
         self.extra = [] if "logger.group" in override_keys(overrides) else [f"logger.group={cfg.sweep.name}"]
         self.standalone = merged(standalone_overrides(overrides), self.extra)
 
     def __call__(self, trial: optuna.Trial) -> float:
-        from .training import fit
-
         if claimed(trial.study, before=trial.number) >= self.cfg.sweep.trials:
             trial.set_user_attr("surplus", True)
             trial.study.stop()
@@ -324,11 +323,9 @@ def work(overrides: list[str], worker: int = 0) -> None:
     setup_logging(worker)
     cfg = load_sweep(overrides)
     if cfg.sweep.workers > 1:  # share the cores: W workers each with all of them would thrash
-        import torch
-
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.sweep.workers))
     sweep_dir = Path(cfg.sweep.dir).absolute()
-    study = load_study(cfg, sweep_dir)
+    study = load_study(cfg.sweep, sweep_dir)
     # A sampler of its own, seeded by worker and by how far the study has got.
     study.sampler = make_sampler(cfg.sweep, salt=f"{HOST}:{worker}:{len(study.trials)}")
     if claimed(study) >= cfg.sweep.trials:
@@ -393,6 +390,7 @@ def entries(study: optuna.Study) -> list[leaderboard.Entry]:
 
 
 def save_plots(study: optuna.Study, out_dir: Path) -> list[Path]:
+    # Loaded by the report only: the workers, one process each, never plot.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -461,9 +459,6 @@ def public_url(url: Optional[str]) -> Optional[str]:
     """The storage URL without its password (kept out of files in the sweep dir)."""
     if not url:
         return url
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
     try:
         # URL.set(password=None) keeps the password (None means "unchanged" there).
         return make_url(url)._replace(password=None).render_as_string(hide_password=False)
@@ -508,15 +503,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     cfg = load_sweep(argv)
     sweep_dir = Path(cfg.sweep.dir).absolute()
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    saved = {"sweep": {**OmegaConf.to_container(cfg.sweep, resolve=True, enum_to_str=True),
+    saved = {"sweep": {**plain(cfg.sweep),
                        "storage": public_url(cfg.sweep.storage)}, "command": [
                  f"sweep.storage={public_url(o.split('=', 1)[1])}" if override_keys([o]) == {"sweep.storage"} else o
                  for o in argv]}  # no password in the sweep dir
     OmegaConf.save(OmegaConf.create(saved), sweep_dir / STUDY_FILE)
-    from .data import build_splits
-
     build_splits(cfg.data)  # a data error shows now, not in every trial; the synthetic set renders once
-    study = load_study(cfg, sweep_dir)
+    study = load_study(cfg.sweep, sweep_dir)
     recover_interrupted(study)
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     where = public_url(cfg.sweep.storage) if cfg.sweep.storage else sweep_dir / JOURNAL

@@ -22,18 +22,20 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from . import checkpoint, reports, tracking
-from .config import Config, validate
+from .config import Config, Optimizer, OptimConfig, Schedule, SchedulerConfig, plain, validate
 from .data import build_datasets, build_splits, make_loader
 from .data.validate import check_clips
 from .devices import init_distributed, rng_state, seed_everything, set_rng_state
 from .errors import SpeechRNNError, UsageError
 from .evaluate import evaluate_split
+from .export import export_after_training
 from .models import build_model, count_parameters
 
 log = logging.getLogger(__name__)
@@ -41,23 +43,22 @@ log = logging.getLogger(__name__)
 EpochCallback = Callable[[int, dict], None]
 
 
-def build_optimizer(cfg: DictConfig, params) -> torch.optim.Optimizer:
-    if cfg.optim.name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.optim.lr, momentum=cfg.optim.momentum,
-                               weight_decay=cfg.optim.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+def build_optimizer(optim: OptimConfig, params) -> torch.optim.Optimizer:
+    if optim.name is Optimizer.sgd:
+        return torch.optim.SGD(params, lr=optim.lr, momentum=optim.momentum,
+                               weight_decay=optim.weight_decay)
+    return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
 
 
-def build_scheduler(cfg: DictConfig, optimizer, total_steps: int):
+def build_scheduler(scheduler: SchedulerConfig, max_lr: float, optimizer, total_steps: int):
     """Stepped once per batch; None when the learning rate is constant."""
-    name = cfg.scheduler.name
-    if name == "onecycle":
+    if scheduler.name is Schedule.onecycle:
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.optim.lr, total_steps=total_steps, pct_start=cfg.scheduler.pct_start
+            optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=scheduler.pct_start
         )
-    if name == "cosine":
+    if scheduler.name is Schedule.cosine:
         return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=total_steps, eta_min=cfg.scheduler.min_lr
+            optimizer, T_max=total_steps, eta_min=scheduler.min_lr
         )
     return None
 
@@ -86,10 +87,6 @@ class MetricsLog:
 
     def history(self) -> dict:
         return {"steps": self.steps, "epochs": self.epochs}
-
-
-def plain_config(cfg: DictConfig) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
 
 
 # -- the run dir: one run at a time, never trained over, resumed only with its own settings ----
@@ -134,10 +131,10 @@ def lock_run_dir(run_dir: Path):
         yield
 
 
-def check_run_dir(cfg: DictConfig, run_dir: Path) -> Optional[tuple[Path, dict]]:
+def check_run_dir(cfg: Config, run_dir: Path) -> Optional[tuple[Path, dict]]:
     """Before anything is written: the checkpoint to resume and its state, checked to be the run
     these settings describe; None for a fresh run, which must not train over an existing one."""
-    path = resume_path(cfg, run_dir)
+    path = resume_path(cfg.trainer.resume, run_dir)
     if path is not None:
         state = checkpoint.load(path)
         changes = config_changes(state["config"], cfg, path)
@@ -153,15 +150,15 @@ def check_run_dir(cfg: DictConfig, run_dir: Path) -> Optional[tuple[Path, dict]]
     return None
 
 
-def config_changes(saved: dict, cfg: DictConfig, path: Path) -> list[str]:
+def config_changes(saved: dict, cfg: Config, path: Path) -> list[str]:
     """One line per setting that differs between a checkpoint's run and ``cfg`` (those a resume
     may change left out)."""
     try:
-        before = _flat(plain_config(OmegaConf.merge(OmegaConf.structured(Config), saved)))
+        before = _flat(plain(OmegaConf.merge(OmegaConf.structured(Config), saved)))
     except Exception as exc:  # OmegaConf's errors for keys or types the schema does not have
         raise SpeechRNNError(f"{path}: the checkpoint's config does not fit the settings of this "
                              f"version ({checkpoint.first_line(exc)})") from None
-    now = _flat(plain_config(cfg))
+    now = _flat(plain(cfg))
     lines = []
     for key in sorted(before.keys() | now.keys()):
         if key.startswith(RESUME_MAY_CHANGE) or before.get(key) == now.get(key):
@@ -189,8 +186,7 @@ def clear_run(run_dir: Path, export_filename: str) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def resume_path(cfg: DictConfig, run_dir: Path) -> Optional[Path]:
-    value = cfg.trainer.resume
+def resume_path(value: Optional[str], run_dir: Path) -> Optional[Path]:
     if value in (None, "", "false", "False"):
         return None
     if str(value) in ("true", "True", "last"):
@@ -205,7 +201,7 @@ def resume_path(cfg: DictConfig, run_dir: Path) -> Optional[Path]:
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, run_dir: Path, epoch_callback: Optional[EpochCallback] = None):
+    def __init__(self, cfg: Config, run_dir: Path, epoch_callback: Optional[EpochCallback] = None):
         self.cfg, self.run_dir, self.epoch_callback = cfg, run_dir, epoch_callback
         self.dist, self.device = init_distributed(cfg.trainer.device)
         seed_everything(cfg.trainer.seed, cfg.trainer.deterministic)
@@ -218,7 +214,7 @@ class Trainer:
             for torn in self.ckpt_dir.glob(".*.tmp"):  # left by a process killed mid-write
                 torn.unlink()
             if resume is None:  # a resumed run keeps its config.yaml
-                OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+                OmegaConf.save(cfg, run_dir / "config.yaml")
 
         # Rank 0 prepares the data first (the synthetic set may be rendered into a shared cache).
         if not self.dist.is_main:
@@ -230,7 +226,7 @@ class Trainer:
         for split, clips in self.splits.items():
             if not clips:
                 raise SpeechRNNError(f"data: the {split} split is empty; check data.root and the split settings")
-        self.datasets = build_datasets(cfg, self.splits)
+        self.datasets = build_datasets(cfg.data, cfg.augment, self.splits, cfg.trainer.seed)
         # Also for one process: its order depends only on (seed, epoch), so a resume is exact.
         self.sampler = DistributedSampler(self.datasets["train"], num_replicas=self.dist.world_size,
                                           rank=self.dist.rank, shuffle=True, seed=cfg.trainer.seed)
@@ -243,7 +239,7 @@ class Trainer:
             for split in ("val", "test")
         }
 
-        self.model = build_model(cfg, self.labels).to(self.device)
+        self.model = build_model(cfg.data, cfg.features, cfg.model, self.labels).to(self.device)
         self.num_parameters = count_parameters(self.model)
         self.net = (
             DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)
@@ -252,8 +248,9 @@ class Trainer:
         self.steps_per_epoch = len(self.train_loader)
         if cfg.trainer.limit_train_batches:
             self.steps_per_epoch = min(self.steps_per_epoch, cfg.trainer.limit_train_batches)
-        self.optimizer = build_optimizer(cfg, self.model.parameters())
-        self.scheduler = build_scheduler(cfg, self.optimizer, cfg.trainer.epochs * self.steps_per_epoch)
+        self.optimizer = build_optimizer(cfg.optim, self.model.parameters())
+        self.scheduler = build_scheduler(cfg.scheduler, cfg.optim.lr, self.optimizer,
+                                         cfg.trainer.epochs * self.steps_per_epoch)
         self.amp = bool(cfg.trainer.amp) and self.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
@@ -271,14 +268,14 @@ class Trainer:
         elif self.dist.is_main:
             self.metrics.path.unlink(missing_ok=True)
         self.tracker = (
-            tracking.start(cfg.logger, plain_config(cfg), run_dir) if self.dist.is_main else tracking.Tracker()
+            tracking.start(cfg.logger, plain(cfg), run_dir) if self.dist.is_main else tracking.Tracker()
         )
 
     # -- checkpoint state ---------------------------------------------------------------
     def state(self) -> dict:
         return {
             "model": self.model.state_dict(),
-            "config": plain_config(self.cfg),
+            "config": plain(self.cfg),
             "labels": self.labels,
             "epoch": self.epoch,
             "step": self.step,
@@ -422,8 +419,6 @@ class Trainer:
 
     def overrides(self) -> list[str]:
         try:
-            from hydra.core.hydra_config import HydraConfig
-
             overrides = HydraConfig.get().overrides.task
             return [o for o in overrides if not o.startswith("trainer.resume=")]
         except ValueError:
@@ -465,8 +460,6 @@ class Trainer:
         }
         self.tracker.log({"test/acc": test["accuracy"], "test/loss": test["loss"]}, step=self.step)
         if self.cfg.export.enabled:
-            from .export import export_after_training
-
             summary.update(export_after_training(self.run_dir, self.cfg.export))
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         self.tracker.finish(summary, images, test["confusion"])
@@ -482,6 +475,7 @@ def fit(cfg: DictConfig, run_dir: str | os.PathLike, epoch_callback: Optional[Ep
     already there is resumed (trainer.resume) with its own settings, replaced
     (trainer.overwrite) or left alone with a UsageError."""
     validate(cfg)
+    cfg = OmegaConf.to_object(cfg)  # the typed Config: every section below is a checked dataclass
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     main_process = os.environ.get("RANK", "0") == "0"  # torchrun's rank 0 holds the lock

@@ -53,4 +53,4 @@ def tiny_config(*overrides: str):
 def tiny_model(*overrides: str, labels=LABELS, seed: int = 0):
     cfg = tiny_config(*overrides)
     torch.manual_seed(seed)
-    return build_model(cfg, labels).eval(), cfg
+    return build_model(cfg.data, cfg.features, cfg.model, labels).eval(), cfg

@@ -159,4 +159,4 @@ def tiny_model(path: Path, labels: list[str], *overrides: str) -> Path:
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["recipe=smoke", *overrides])
     torch.manual_seed(0)
-    return export_model(build_model(cfg, labels), cfg, path)
+    return export_model(build_model(cfg.data, cfg.features, cfg.model, labels), cfg.data, path)

@@ -133,9 +133,9 @@ def test_reference_encoder_gives_the_same_logits(cell, fsdd_root):
                               conv_layers=1, conv_channels=8, input_norm=True, pooling="attention"))
     labels = [str(d) for d in range(10)]
     torch.manual_seed(5)
-    fast = build_model(cfg, labels).eval()
+    fast = build_model(cfg.data, cfg.features, cfg.model, labels).eval()
     cfg.model.impl = "reference"
-    slow = build_model(cfg, labels).eval()
+    slow = build_model(cfg.data, cfg.features, cfg.model, labels).eval()
     slow.load_state_dict(fast.state_dict())
     wave = torch.from_numpy(load(fsdd_root / "3_jackson_0.wav", 8000, 8000)).unsqueeze(0)
     with torch.no_grad():

@@ -68,7 +68,7 @@ def test_compare_cells_reads_its_data_from_any_folder(fsdd_root, noise_root, tmp
                           f"augment.noise_dir={noise_root}", "data.probe_delay_seconds=0.5"])
     splits = build_splits(cfg.data)
     assert splits.labels == [str(d) for d in range(10)] and len(splits.train) > 1000
-    wave, _ = build_datasets(cfg, splits)["val"][0]  # the word, then noise from augment.noise_dir
+    wave, _ = build_datasets(cfg.data, cfg.augment, splits)["val"][0]  # the word, then noise from augment.noise_dir
     assert len(wave) == 1.5 * cfg.data.sample_rate
 
 

@@ -68,7 +68,7 @@ def test_train_and_val_are_synthetic_only(digits, synth_root, fsdd_root):
 
 def test_the_test_clips_are_not_augmented_and_read_at_the_training_rate(digits):
     cfg, splits = digits
-    datasets = build_datasets(cfg, splits)
+    datasets = build_datasets(cfg.data, cfg.augment, splits)
     assert datasets["train"].transform is not None and datasets["test"].transform is None
     wave, label = datasets["test"][0]
     assert wave.shape == (16000,) and splits.labels[label] == splits.test[0].label

@@ -16,7 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from speechrnn import audio
-from speechrnn.config import Config, DataConfig
+from speechrnn.config import AugmentConfig, Config, DataConfig
 from speechrnn.data import (SILENCE, UNKNOWN, Splits, build_datasets, build_splits, make_loader,
                             speech_commands)
 from speechrnn.data.folder import speaker_of
@@ -97,7 +97,7 @@ def test_silence_clips_are_cuts_of_the_noise_files(sc_root):
             assert clip.frames == 16000 and clip.start + clip.frames <= sf.info(clip.path).frames
             cuts.add((clip.path, clip.start))
     assert len({path for path, _ in cuts}) > 1 and len(cuts) > 6
-    dataset = build_datasets(Config(data=sc_config(sc_root)), splits)["val"]
+    dataset = build_datasets(sc_config(sc_root), AugmentConfig(), splits)["val"]
     i = next(i for i, c in enumerate(dataset.clips) if c.label == SILENCE)
     clip = dataset.clips[i]
     expected, _ = sf.read(clip.path, start=clip.start, frames=clip.frames, dtype="float32")
@@ -166,7 +166,7 @@ def test_synthetic_set_reads_as_speech_commands(tiny_synth):
     assert paths(c for c in splits.test if c.label != SILENCE) <= {str(tiny_synth / p) for p in listed}
     unknown = [c for _, clips in splits.items() for c in clips if c.label == UNKNOWN]
     assert unknown and {Path(c.path).parent.name for c in unknown} <= {"cat", "tree"}
-    dataset = build_datasets(Config(data=cfg), splits)["train"]
+    dataset = build_datasets(cfg, AugmentConfig(), splits)["train"]
     waveform, label = dataset[0]
     assert waveform.shape == (16000,) and 0 <= label < len(splits.labels)
 
@@ -231,7 +231,7 @@ def test_fsdd_silence_class_is_cut_from_data_noise_dir(fsdd_root, noise_root):
     for (_, with_silence), (_, plain) in zip(splits.items(), digits.items()):
         assert [c for c in with_silence if c.label != SILENCE] == plain
     assert build_splits(cfg) == splits
-    dataset = build_datasets(Config(data=cfg), splits)["test"]
+    dataset = build_datasets(cfg, AugmentConfig(), splits)["test"]
     waveform, label = dataset[len(dataset) - 1]
     clip = dataset.clips[-1]
     expected, rate = sf.read(clip.path, start=clip.start, frames=clip.frames, dtype="float32")
@@ -448,7 +448,7 @@ def batches(loader) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def test_loader_batches_shapes_and_dtypes(small_fsdd):
     cfg, splits = small_fsdd
-    datasets = build_datasets(cfg, splits)
+    datasets = build_datasets(cfg.data, cfg.augment, splits)
     x, y = next(iter(make_loader(datasets["train"], 16, shuffle=True, num_workers=0, seed=0)))
     assert x.shape == (16, 16000) and x.dtype == torch.float32
     assert y.dtype == torch.int64 and 0 <= int(y.min()) and int(y.max()) < 10
@@ -456,7 +456,7 @@ def test_loader_batches_shapes_and_dtypes(small_fsdd):
 
 def test_augmentation_is_off_for_val_and_test(small_fsdd):
     cfg, splits = small_fsdd
-    datasets = build_datasets(cfg, splits)
+    datasets = build_datasets(cfg.data, cfg.augment, splits)
     assert datasets["train"].transform is not None
     for split in ("val", "test"):
         assert datasets[split].transform is None
@@ -472,7 +472,7 @@ def test_batches_depend_on_seed_and_epoch_not_on_workers(small_fsdd):
     cfg, splits = small_fsdd
 
     def run(workers: int, seed: int) -> list:
-        dataset = build_datasets(cfg, splits, seed=seed)["train"]
+        dataset = build_datasets(cfg.data, cfg.augment, splits, seed=seed)["train"]
         loader = make_loader(dataset, 16, shuffle=True, num_workers=workers, seed=seed)
         epochs = []
         for epoch in range(2):
@@ -487,7 +487,7 @@ def test_batches_depend_on_seed_and_epoch_not_on_workers(small_fsdd):
         for (xa, ya), (xb, yb) in zip(a, b):
             assert torch.equal(xa, xb) and torch.equal(ya, yb)
     assert not torch.equal(serial[0][0][0], run(0, seed=2)[0][0][0])
-    dataset = build_datasets(cfg, splits, seed=1)["train"]
+    dataset = build_datasets(cfg.data, cfg.augment, splits, seed=1)["train"]
     first = dataset[0][0]
     dataset.set_epoch(1)
     assert not torch.equal(first, dataset[0][0])  # a new epoch, new draws
@@ -495,7 +495,7 @@ def test_batches_depend_on_seed_and_epoch_not_on_workers(small_fsdd):
 
 def test_loader_with_a_sampler_does_not_shuffle(small_fsdd):
     cfg, splits = small_fsdd
-    dataset = build_datasets(cfg, splits)["val"]
+    dataset = build_datasets(cfg.data, cfg.augment, splits)["val"]
     sampler = torch.utils.data.SequentialSampler(dataset)
     loader = make_loader(dataset, 8, shuffle=True, num_workers=0, seed=0, sampler=sampler)
     labels = torch.cat([y for _, y in loader]).tolist()

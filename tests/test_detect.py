@@ -164,8 +164,8 @@ def tiny_models(tmp_path_factory) -> Path:
     """Untrained tiny models, plain and streaming, for what needs no trained one."""
     folder = tmp_path_factory.mktemp("tiny")
     model, cfg = tiny_model("features.normalize=false", labels=["yes", "no", SILENCE])
-    export_model(model, cfg, folder / "model.onnx")
-    export_model(model, cfg, folder / "model.streaming.onnx", streaming=True)
+    export_model(model, cfg.data, folder / "model.onnx")
+    export_model(model, cfg.data, folder / "model.streaming.onnx", streaming=True)
     return folder
 
 

@@ -62,7 +62,7 @@ def waves(fsdd_root):
 def test_onnx_matches_pytorch(cell, bidirectional, pooling, waves, tmp_path):
     model, cfg = tiny_model(f"model.cell={cell}", f"model.bidirectional={bidirectional}",
                             f"model.pooling={pooling}")
-    path = export_model(model, cfg, tmp_path / "model.onnx")
+    path = export_model(model, cfg.data, tmp_path / "model.onnx")
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
     assert cell.upper() in {node.op_type for node in proto.graph.node}  # the native op
@@ -85,7 +85,7 @@ def test_onnx_matches_pytorch(cell, bidirectional, pooling, waves, tmp_path):
 ])
 def test_onnx_matches_pytorch_for_frontend_and_encoder_options(overrides, waves, tmp_path):
     model, cfg = tiny_model(*overrides)
-    sess = session(export_model(model, cfg, tmp_path / "model.onnx"))
+    sess = session(export_model(model, cfg.data, tmp_path / "model.onnx"))
     for seconds in waves:
         logits = sess.run(["logits"], {"audio": waves[seconds]})[0]
         np.testing.assert_allclose(logits, torch_logits(model, waves[seconds]), rtol=0, atol=1e-4)
@@ -136,8 +136,8 @@ def test_cli_export_of_a_broken_checkpoint_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.parametrize("cell", ["gru", "rnn", "lstm"])
 def test_int8_quantizes_the_encoder_weights_and_keeps_the_frontend_float(cell, waves, tmp_path):
     model, cfg = tiny_model(f"model.cell={cell}", "model.conv_layers=1")
-    fp32_path = export_model(model, cfg, tmp_path / "fp32.onnx")
-    path = export_model(model, cfg, tmp_path / "int8.onnx", quantize="int8")
+    fp32_path = export_model(model, cfg.data, tmp_path / "fp32.onnx")
+    path = export_model(model, cfg.data, tmp_path / "int8.onnx", quantize="int8")
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     ops = op_types(path)
@@ -236,8 +236,8 @@ def test_int8_keeps_fp32_accuracy_on_the_fsdd_test_split_after_training(cell, fs
             optim.step()
     model.eval()
 
-    fp32 = session(export_model(model, cfg, tmp_path / "fp32.onnx")).run(["probs"], {"audio": test_waves})[0]
-    int8 = session(export_model(model, cfg, tmp_path / "int8.onnx", quantize="int8")).run(
+    fp32 = session(export_model(model, cfg.data, tmp_path / "fp32.onnx")).run(["probs"], {"audio": test_waves})[0]
+    int8 = session(export_model(model, cfg.data, tmp_path / "int8.onnx", quantize="int8")).run(
         ["probs"], {"audio": test_waves})[0]
     fp32_correct = int((fp32.argmax(1) == test_targets).sum())
     int8_correct = int((int8.argmax(1) == test_targets).sum())
@@ -292,7 +292,7 @@ def _offline(model, wave: np.ndarray, frames: int | None = None):
 ])
 def test_streaming_reproduces_the_offline_frames(cell, overrides, fsdd_root, tmp_path):
     model, cfg = tiny_model(f"model.cell={cell}", "features.normalize=false", *overrides)
-    path = export_model(model, cfg, tmp_path / "stream.onnx", streaming=True)
+    path = export_model(model, cfg.data, tmp_path / "stream.onnx", streaming=True)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     hop = cfg.features.hop_length
     # Two streams of real speech, 2.5 s each (several recordings back to back).
@@ -325,7 +325,7 @@ def test_streaming_reproduces_the_offline_frames(cell, overrides, fsdd_root, tmp
 
 def test_streaming_logits_are_the_head_of_each_frame(fsdd_root, tmp_path):
     model, cfg = tiny_model("features.normalize=false", "model.pooling=last")
-    stream = StreamingRecognizer(export_model(model, cfg, tmp_path / "s.onnx", streaming=True))
+    stream = StreamingRecognizer(export_model(model, cfg.data, tmp_path / "s.onnx", streaming=True))
     wave = fsdd_waves(fsdd_root, 1, 1.0)[0]
     steps = [stream.push(wave), stream.flush()]
     frames = np.concatenate([s.frames for s in steps])
@@ -346,15 +346,15 @@ def test_streaming_logits_are_the_head_of_each_frame(fsdd_root, tmp_path):
 def test_streaming_refuses_what_it_cannot_reproduce(override, needle, tmp_path):
     model, cfg = tiny_model("features.normalize=false", override)
     with pytest.raises(SpeechRNNError, match=needle):
-        export_model(model, cfg, tmp_path / "s.onnx", streaming=True)
+        export_model(model, cfg.data, tmp_path / "s.onnx", streaming=True)
     assert not (tmp_path / "s.onnx").exists()
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 def test_streaming_int8(cell, fsdd_root, tmp_path):
     model, cfg = tiny_model(f"model.cell={cell}", "features.normalize=false")
-    fp32 = export_model(model, cfg, tmp_path / "s.onnx", streaming=True)
-    int8 = export_model(model, cfg, tmp_path / "s8.onnx", streaming=True, quantize="int8")
+    fp32 = export_model(model, cfg.data, tmp_path / "s.onnx", streaming=True)
+    int8 = export_model(model, cfg.data, tmp_path / "s8.onnx", streaming=True, quantize="int8")
     assert {"MatMulInteger", "DynamicQuantizeLSTM"} & op_types(int8)
     wave = fsdd_waves(fsdd_root, 1, 1.0)
     want = _run_graph_in_chunks(fp32, wave, [4])[0]

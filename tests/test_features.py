@@ -100,7 +100,6 @@ def test_shapes_and_dtypes(deltas, num_samples):
         assert features.dtype == torch.float32
         assert frontend.num_frames(num_samples) == frames
     assert frontend.output_dim == 40 * (1 + deltas)
-    assert frontend.context_frames == 2 * deltas
 
 
 def test_uncentred_frame_count():

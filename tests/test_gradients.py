@@ -77,7 +77,8 @@ def autograd_norms(model, waves, labels):
 def test_norms_match_autograd(clips, cell, nonlinearity, pooling):
     waves, labels = clips
     torch.manual_seed(0)
-    model = build_model(tiny_config(cell=cell, nonlinearity=nonlinearity, pooling=pooling), LABELS)
+    cfg = tiny_config(cell=cell, nonlinearity=nonlinearity, pooling=pooling)
+    model = build_model(cfg.data, cfg.features, cfg.model, LABELS)
     model.eval()
     logits, expected = autograd_norms(model, waves, labels)
     with torch.no_grad():
@@ -116,7 +117,7 @@ def test_cli_on_a_trained_run(fsdd_root, tmp_path):
     cfg = tiny_config(cell="gru")
     cfg.data.merge_with(dict(source="fsdd", root=str(fsdd_root), silence=False, clip_seconds=0.5))
     torch.manual_seed(0)
-    model = build_model(cfg, LABELS)
+    model = build_model(cfg.data, cfg.features, cfg.model, LABELS)
     run = tmp_path / "run"
     checkpoint.save({"model": model.state_dict(), "labels": LABELS, "epoch": 1,
                      "config": OmegaConf.to_container(cfg, enum_to_str=True)},

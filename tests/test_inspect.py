@@ -39,8 +39,8 @@ def test_gates_are_the_reference_cells_on_the_trained_weights(wave, cell, nonlin
     torch.manual_seed(0)
     cfg = tiny_config(cell=cell, nonlinearity=nonlinearity, bidirectional=bidirectional,
                       input_norm=True, conv_layers=1, conv_channels=7)
-    model = build_model(cfg, LABELS)
-    inspection = inspect_wave(model, cfg, wave)
+    model = build_model(cfg.data, cfg.features, cfg.model, LABELS)
+    inspection = inspect_wave(model, wave)
 
     # The same input the trained module gets, computed here by hand, through the reference cells.
     batch = torch.from_numpy(wave).unsqueeze(0)
@@ -75,8 +75,8 @@ def test_gates_are_the_reference_cells_on_the_trained_weights(wave, cell, nonlin
 def test_posterior_is_the_pooled_prefix_and_ends_at_the_prediction(wave, pooling):
     torch.manual_seed(0)
     cfg = tiny_config(cell="gru", pooling=pooling)
-    model = build_model(cfg, LABELS)
-    inspection = inspect_wave(model, cfg, wave)
+    model = build_model(cfg.data, cfg.features, cfg.model, LABELS)
+    inspection = inspect_wave(model, wave)
     batch = torch.from_numpy(wave).unsqueeze(0)
     with torch.no_grad():
         probs = torch.softmax(model(batch), dim=-1)[0].numpy()
@@ -95,7 +95,7 @@ def test_cli_writes_one_png_named_after_the_clip(fsdd_root, tmp_path, capsys):
     torch.manual_seed(0)
     cfg = tiny_config(cell="lstm")
     run = tmp_path / "run"
-    checkpoint.save({"model": build_model(cfg, LABELS).state_dict(), "labels": LABELS,
+    checkpoint.save({"model": build_model(cfg.data, cfg.features, cfg.model, LABELS).state_dict(), "labels": LABELS,
                      "epoch": 1, "config": OmegaConf.to_container(cfg, enum_to_str=True)},
                     run / "checkpoints" / "best.pt")
     clip = fsdd_root / "8_lucas_12.wav"

@@ -34,9 +34,9 @@ def models(tmp_path_factory):
     with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["recipe=smoke"])
     torch.manual_seed(0)
-    model = build_model(cfg, LABELS)
-    return {"plain": export_model(model, cfg, folder / "model.onnx"),
-            "streaming": export_model(model, cfg, folder / "model.streaming.onnx", streaming=True)}
+    model = build_model(cfg.data, cfg.features, cfg.model, LABELS)
+    return {"plain": export_model(model, cfg.data, folder / "model.onnx"),
+            "streaming": export_model(model, cfg.data, folder / "model.streaming.onnx", streaming=True)}
 
 
 @pytest.fixture(scope="module")

@@ -154,7 +154,7 @@ def plain(overrides: list[str]) -> dict:
 def test_a_test_set_from_another_source_is_named_in_the_card():
     config = plain(["recipe=synthetic/digits", "data.test_root=/data/fsdd/recordings"])
     labels = [str(d) for d in range(10)]
-    card = model_card.build(config, labels, {"test_accuracy": 0.5, "clips": {"test": 300}},
+    card = model_card.build(config["data"], labels, {"test_accuracy": 0.5, "clips": {"test": 300}},
                             quantize="none")
     assert card["test_accuracy"] == {
         "value": 0.5, "clips": 300,

@@ -23,12 +23,16 @@ CELLS = ["rnn", "lstm", "gru"]
 POOLINGS = ["last", "mean", "max", "attention"]
 
 
-def config(**model):
+def config(**model) -> Config:
     cfg = OmegaConf.structured(Config)
     cfg.data.sample_rate = SAMPLE_RATE
     cfg.features.merge_with(dict(n_fft=256, win_length=200, hop_length=80, n_mels=20, n_mfcc=13))
     cfg.model.merge_with({"hidden_size": 8, "num_layers": 2, "conv_channels": 6, **model})
-    return cfg
+    return OmegaConf.to_object(cfg)
+
+
+def classifier(cfg: Config, labels=LABELS):
+    return build_model(cfg.data, cfg.features, cfg.model, labels)
 
 
 def waves(batch: int, seconds: float, seed: int = 0) -> torch.Tensor:
@@ -41,7 +45,7 @@ def waves(batch: int, seconds: float, seed: int = 0) -> torch.Tensor:
                          list(itertools.product(CELLS, POOLINGS, [False, True], [0, 1, 2])))
 def test_every_configuration_gives_logits(cell, pooling, bidirectional, conv_layers):
     torch.manual_seed(0)
-    model = build_model(config(cell=cell, pooling=pooling, bidirectional=bidirectional,
+    model = classifier(config(cell=cell, pooling=pooling, bidirectional=bidirectional,
                                conv_layers=conv_layers), LABELS).eval()
     assert model.labels == LABELS and model.sample_rate == SAMPLE_RATE
     with torch.no_grad():
@@ -61,7 +65,7 @@ def test_every_configuration_gives_logits(cell, pooling, bidirectional, conv_lay
 def test_last_pooling_takes_the_final_state_of_each_direction(bidirectional):
     torch.manual_seed(0)
     cfg = config(cell="gru", bidirectional=bidirectional, pooling="last", input_norm=False)
-    model = build_model(cfg, LABELS).eval()
+    model = build_model(cfg.data, cfg.features, cfg.model, LABELS).eval()
     feats = model.features(waves(3, 1.0))
     encoder = model.encoder
     with torch.no_grad():
@@ -72,7 +76,7 @@ def test_last_pooling_takes_the_final_state_of_each_direction(bidirectional):
 
 def test_attention_weights_sum_to_one():
     torch.manual_seed(0)
-    model = build_model(config(cell="lstm", pooling="attention", bidirectional=True), LABELS)
+    model = classifier(config(cell="lstm", pooling="attention", bidirectional=True), LABELS)
     assert isinstance(model.encoder.pool, AttentionPool)
     frames = model.encode_frames(model.features(waves(4, 1.0)))
     weights = model.encoder.pool.weights(frames)
@@ -85,7 +89,7 @@ def test_attention_weights_sum_to_one():
 @pytest.mark.parametrize("cell,pooling", list(itertools.product(CELLS, POOLINGS)))
 def test_gradients_reach_every_parameter(cell, pooling):
     torch.manual_seed(0)
-    model = build_model(config(cell=cell, pooling=pooling, bidirectional=True, conv_layers=2,
+    model = classifier(config(cell=cell, pooling=pooling, bidirectional=True, conv_layers=2,
                                input_norm=True, dropout=0.0), LABELS).train()
     logits = model(waves(4, 0.5))
     torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
@@ -97,7 +101,7 @@ def test_gradients_reach_every_parameter(cell, pooling):
 def test_recurrent_parameter_counts_are_4_3_1():
     counts = {}
     for cell in CELLS:
-        model = build_model(config(cell=cell, hidden_size=16, bidirectional=True), LABELS)
+        model = classifier(config(cell=cell, hidden_size=16, bidirectional=True), LABELS)
         counts[cell] = count_parameters(model.encoder.rnn)
     assert counts["lstm"] == 4 * counts["rnn"] and counts["gru"] == 3 * counts["rnn"]
     # rnn, 2 layers, both directions: (W_ih, W_hh, b_ih, b_hh) per layer and direction.
@@ -106,7 +110,7 @@ def test_recurrent_parameter_counts_are_4_3_1():
 
 
 def test_count_parameters_is_the_trainable_total():
-    model = build_model(config(cell="gru", num_layers=1, bidirectional=False), LABELS)
+    model = classifier(config(cell="gru", num_layers=1, bidirectional=False), LABELS)
     h, i, k = 8, 13, len(LABELS)
     layer_norm = 2 * i
     assert count_parameters(model) == layer_norm + 3 * (h * i + h * h + 2 * h) + (h * k + k)
@@ -117,7 +121,7 @@ def test_count_parameters_is_the_trainable_total():
 def test_forward_encoder_is_causal(cell):
     """A frame's output never depends on later frames, convs included: streaming is possible."""
     torch.manual_seed(0)
-    model = build_model(config(cell=cell, conv_layers=2, input_norm=True), LABELS).eval()
+    model = classifier(config(cell=cell, conv_layers=2, input_norm=True), LABELS).eval()
     feats = torch.randn(2, 40, 13)
     with torch.no_grad():
         full = model.encode_frames(feats)
@@ -132,7 +136,7 @@ def test_exports_to_onnx_with_dynamic_batch_and_length(cell, pooling):
     """TorchScript-based export (dynamo=False), run by onnxruntime at other shapes than traced."""
     cell, _, nonlinearity = cell.partition("-")
     torch.manual_seed(0)
-    model = build_model(config(cell=cell, pooling=pooling, bidirectional=True, conv_layers=1,
+    model = classifier(config(cell=cell, pooling=pooling, bidirectional=True, conv_layers=1,
                                input_norm=True, nonlinearity=nonlinearity or "tanh"), LABELS).eval()
     onnx_file = io.BytesIO()
     torch.onnx.export(model, (waves(2, 1.0),), onnx_file, dynamo=False, opset_version=17,
@@ -151,7 +155,7 @@ def test_exports_to_onnx_with_dynamic_batch_and_length(cell, pooling):
 def test_model_groups_from_hydra_build(group):
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[f"model={group}", "model.hidden_size=8"])
-    model = build_model(cfg, LABELS).eval()
+    model = build_model(cfg.data, cfg.features, cfg.model, LABELS).eval()
     assert model.encoder.cell == cfg.model.cell.value
     wave = torch.randn(2, int(cfg.data.clip_seconds * cfg.data.sample_rate)) * 0.1
     with torch.no_grad():
@@ -165,12 +169,12 @@ def test_model_groups_from_hydra_build(group):
 ])
 def test_bad_model_settings_are_user_errors(override, message):
     with pytest.raises(SpeechRNNError, match=message):
-        build_model(config(**override), LABELS)
+        classifier(config(**override), LABELS)
 
 
 def test_too_few_labels_is_a_user_error():
     with pytest.raises(SpeechRNNError, match="labels"):
-        build_model(config(), ["yes"])
+        classifier(config(), ["yes"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -178,14 +182,14 @@ def test_too_few_labels_is_a_user_error():
 def test_cuda_matches_cpu(cell):
     torch.manual_seed(0)
     cfg = config(cell=cell, bidirectional=True, conv_layers=1, pooling="attention", hidden_size=32)
-    model = build_model(cfg, LABELS).eval()
+    model = build_model(cfg.data, cfg.features, cfg.model, LABELS).eval()
     wave = waves(7, 1.0)
     with torch.no_grad():
         expected = model(wave)
         got = model.cuda()(wave.cuda()).cpu()
     torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
     cfg.model.impl = "reference"  # the written-out cells against cuDNN, on the GPU
-    reference = build_model(cfg, LABELS).cuda().eval()
+    reference = build_model(cfg.data, cfg.features, cfg.model, LABELS).cuda().eval()
     reference.load_state_dict(model.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(reference(wave.cuda()).cpu(), expected, rtol=1e-4, atol=1e-4)

@@ -32,7 +32,7 @@ def frame_energy(samples: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def probe(fsdd_root, noise_root):
     cfg = probe_config(fsdd_root, noise_root, delay=2.0)
-    return build_datasets(cfg, build_splits(cfg.data))
+    return build_datasets(cfg.data, cfg.augment, build_splits(cfg.data))
 
 
 def test_the_word_comes_first_then_noise(probe):
@@ -77,7 +77,7 @@ def test_noise_is_fixed_on_eval_and_fresh_per_epoch_on_train(probe):
 
 def test_zero_delay_is_the_plain_clip(fsdd_root, noise_root):
     cfg = probe_config(fsdd_root, noise_root, delay=0.0)
-    dataset = build_datasets(cfg, build_splits(cfg.data))["val"]
+    dataset = build_datasets(cfg.data, cfg.augment, build_splits(cfg.data))["val"]
     wave, _ = dataset[0]
     np.testing.assert_array_equal(wave.numpy(), dataset.base[0][0].numpy())
     assert len(wave) == RATE
@@ -86,4 +86,4 @@ def test_zero_delay_is_the_plain_clip(fsdd_root, noise_root):
 def test_a_probe_without_noise_says_how_to_fix_it(fsdd_root):
     cfg = probe_config(fsdd_root, None, delay=1.0)
     with pytest.raises(SpeechRNNError, match="augment.noise_dir"):
-        build_datasets(cfg, build_splits(cfg.data))
+        build_datasets(cfg.data, cfg.augment, build_splits(cfg.data))

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: torch on one 
 def exported(tmp_path_factory):
     """A tiny GRU classifier of 0.75 s clips and its ONNX export."""
     model, cfg = tiny_model("data.clip_seconds=0.75")
-    path = export_model(model, cfg, tmp_path_factory.mktemp("model") / "model.onnx")
+    path = export_model(model, cfg.data, tmp_path_factory.mktemp("model") / "model.onnx")
     return model, path
 
 
@@ -204,7 +204,7 @@ def test_bad_inputs_are_clear_errors(recognizer, tmp_path):
 
 def test_streaming_and_clip_models_are_not_mixed_up(exported, tmp_path):
     model, cfg = tiny_model("features.normalize=false")
-    streaming = export_model(model, cfg, tmp_path / "s.onnx", streaming=True)
+    streaming = export_model(model, cfg.data, tmp_path / "s.onnx", streaming=True)
     with pytest.raises(SpeechRNNError, match="streaming model"):
         Recognizer(streaming)
     with pytest.raises(SpeechRNNError, match="--streaming"):

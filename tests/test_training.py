@@ -157,7 +157,7 @@ def test_ddp_on_two_processes_trains_as_one_process_on_the_same_global_batch(tmp
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "speechrnn.train", *FAST, *same, "data.batch_size=8", f"hydra.run.dir={run_dir}"],
+         "-m", "speechrnn.train_cli", *FAST, *same, "data.batch_size=8", f"hydra.run.dir={run_dir}"],
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -57,6 +57,12 @@ def test_train_refuses_a_bad_setting_in_one_line_before_reading_data(tmp_path, o
     assert not (tmp_path / "config.yaml").exists() and not (tmp_path / "checkpoints").exists()
 
 
+def test_an_error_in_the_job_is_also_in_the_runs_train_log(tmp_path):
+    result = speechrnn("train", *FSDD_MISSING, "model.hidden_size=-3", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
+    assert "model.hidden_size=-3 is out of range" in one_line_error(result, 2)
+    assert "model.hidden_size=-3 is out of range" in (tmp_path / "train.log").read_text()
+
+
 @pytest.mark.parametrize("overrides, needle", [
     (["model.dropout=1.0"], "model.dropout=1.0 is out of range; set it to a value in [0, 1)"),
     (["model.conv_layers=3"], "model.conv_layers=3 is out of range; set it to a value in [0, 2]"),
@@ -227,5 +233,5 @@ def test_sweep_storage_errors_are_one_line_without_the_password(tmp_path, url, n
 def test_the_documented_postgresql_url_reaches_the_server(postgres_url, tmp_path, scheme):
     url = postgres_url.replace("postgresql+psycopg2", scheme)  # postgresql://postgres@127.0.0.1:PORT/postgres
     cfg = sweep.load_sweep(["sweep=smoke", f"sweep.dir={tmp_path}", f"sweep.storage={url}"])
-    sweep.load_study(cfg, tmp_path).set_user_attr("written_through", url)
+    sweep.load_study(cfg.sweep, tmp_path).set_user_attr("written_through", url)
     assert optuna.load_study(study_name="smoke", storage=postgres_url).user_attrs == {"written_through": url}

@@ -17,12 +17,14 @@ from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
-from ..config import check_section
+from ..config import AugmentConfig, DataConfig
 from ..errors import SpeechRNNError
 from . import folder, fsdd, speech_commands
 from .augment import build_transform
 from .base import (SILENCE, UNKNOWN, Clip, ClipDataset, Splits, WaveTransform, absolute,
                    stable_hash)
+from .probe import wrap
+from .synthetic import DIGIT_WORDS, ensure_rendered
 
 __all__ = ["SILENCE", "UNKNOWN", "Clip", "ClipDataset", "Splits", "WaveTransform", "stable_hash",
            "build_splits", "build_datasets", "make_loader", "data_root"]
@@ -39,44 +41,33 @@ HINTS = {
 }
 
 
-def _source(cfg) -> str:
-    source = str(getattr(cfg.source, "value", cfg.source))
-    if source != "synthetic" and source not in READERS:
-        raise SpeechRNNError(f"data.source={source!r} is unknown; choose one of "
-                             f"{['synthetic', *READERS]}")
-    return source
-
-
-def data_root(cfg) -> Path:
+def data_root(data: DataConfig) -> Path:
     """``data.root`` as an absolute, normalised path; an error naming the fix when unset."""
     try:
-        root = cfg.root
+        root = data.root
     except MissingMandatoryValue:
         root = None
     if not root:
-        source = _source(cfg)
+        source = data.source.value
         raise SpeechRNNError(f"data.root is not set for data.source={source}; add "
                              f"data.root=<folder> to the command line ({HINTS[source]})")
     return absolute(root)
 
 
-def build_splits(cfg) -> Splits:
-    """The train/val/test clips and the label list a DataConfig describes; with
+def build_splits(data: DataConfig) -> Splits:
+    """The train/val/test clips and the label list ``data`` describes; with
     ``data.test_source`` set, the test clips come from that corpus instead."""
-    check_section(cfg, "data")  # every range (clip_seconds above 0 ...) in speechrnn/config.py
-    splits = _read_splits(cfg)
-    if getattr(cfg, "test_source", None) is not None:
-        splits.test = _cross_corpus_test(cfg, splits.labels)
-    if getattr(cfg, "mix_synthetic", None):
-        splits.train += _synthetic_training_clips(cfg, splits.labels)
+    splits = _read_splits(data)
+    if data.test_source is not None:
+        splits.test = _cross_corpus_test(data, splits.labels)
+    if data.mix_synthetic:
+        splits.train += _synthetic_training_clips(data, splits.labels)
     return splits
 
 
-def _synthetic_training_clips(cfg, labels: list[str]) -> list[Clip]:
+def _synthetic_training_clips(cfg: DataConfig, labels: list[str]) -> list[Clip]:
     """Every clip of a synthetic render of ``data.mix_synthetic``'s words (all its splits: its
     speakers are none of the corpus's), labelled with the corpus's labels."""
-    from .synthetic import ensure_rendered
-
     mapping = dict(cfg.mix_synthetic)
     strangers = sorted(set(mapping) - set(labels))
     if strangers:
@@ -95,18 +86,16 @@ def _synthetic_training_clips(cfg, labels: list[str]) -> list[Clip]:
 
 def _label_aliases() -> dict[str, str]:
     """Labels that name the same class in different corpora: "0" <-> "zero" ... "9" <-> "nine"."""
-    from .synthetic import DIGIT_WORDS
-
     digits = {str(i): word for i, word in enumerate(DIGIT_WORDS)}
     return {**digits, **{word: digit for digit, word in digits.items()}}
 
 
-def _cross_corpus_test(cfg, labels: list[str]) -> list[Clip]:
+def _cross_corpus_test(cfg: DataConfig, labels: list[str]) -> list[Clip]:
     """The test split of ``data.test_source`` read from ``data.test_root`` (by that source's own
     split rules), relabelled to the training labels."""
     test_cfg = OmegaConf.merge(cfg, {"source": cfg.test_source, "root": cfg.test_root,
                                      "test_source": None, "test_root": None})
-    source = _source(test_cfg)
+    source = test_cfg.source.value
     if not test_cfg.root:
         raise SpeechRNNError(f"data.test_root is not set for data.test_source={source}; add "
                              f"data.test_root=<folder> to the command line ({HINTS[source]})")
@@ -124,11 +113,9 @@ def _cross_corpus_test(cfg, labels: list[str]) -> list[Clip]:
     return [dataclasses.replace(clip, label=mapping[clip.label]) for clip in clips]
 
 
-def _read_splits(cfg) -> Splits:
-    source = _source(cfg)
+def _read_splits(cfg: DataConfig) -> Splits:
+    source = cfg.source.value
     if source == "synthetic":
-        from .synthetic import ensure_rendered
-
         root = Path(ensure_rendered(cfg))
         splits = speech_commands.read_splits(root, cfg)
     else:
@@ -145,23 +132,20 @@ def _read_splits(cfg) -> Splits:
     return splits
 
 
-def build_datasets(cfg, splits: Splits, seed: Optional[int] = None) -> dict[str, ClipDataset]:
-    """One lazy dataset per split from a config with ``.data`` and ``.augment``; only train is
-    augmented. ``seed`` defaults to ``cfg.trainer.seed`` (0 without a trainer group)."""
-    if seed is None:
-        seed = int(getattr(getattr(cfg, "trainer", None), "seed", 0))
-    rate = cfg.data.sample_rate
-    num_samples = round(rate * cfg.data.clip_seconds)
-    transform = build_transform(cfg.augment, rate, cfg.augment.noise_dir or splits.noise_dir)
+def build_datasets(data: DataConfig, augment: AugmentConfig, splits: Splits,
+                   seed: int = 0) -> dict[str, ClipDataset]:
+    """One lazy dataset per split; only train is augmented (by ``augment``, drawn from ``seed``)."""
+    rate = data.sample_rate
+    num_samples = round(rate * data.clip_seconds)
+    noise_dir = augment.noise_dir or splits.noise_dir
+    transform = build_transform(augment, rate, noise_dir)
     datasets = {
         split: ClipDataset(clips, splits.labels, rate, num_samples,
                            transform if split == "train" else None, seed)
         for split, clips in splits.items()
     }
-    if getattr(cfg.data, "probe_delay_seconds", None) is not None:  # memory probe: word, then noise
-        from .probe import wrap
-
-        datasets = wrap(cfg, splits, datasets)
+    if data.probe_delay_seconds is not None:  # memory probe: word, then noise
+        datasets = wrap(data, noise_dir, datasets)
     return datasets
 
 

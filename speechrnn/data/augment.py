@@ -21,7 +21,7 @@ import torch
 from scipy.signal import fftconvolve, sosfilt
 
 from .. import audio
-from ..config import check_section
+from ..config import AugmentConfig
 from ..errors import AudioError, SpeechRNNError
 from .base import SILENCE, Clip, stable_hash
 
@@ -165,11 +165,7 @@ class BackgroundNoise:
             return samples
         snr_db = rng.uniform(self.snr_db_min, self.snr_db_max)
         noise = self.bank.segment(samples.shape[-1], self.sample_rate, rng)
-        signal_power = float(np.mean(samples.astype(np.float64) ** 2))
-        noise_power = float(np.mean(noise.astype(np.float64) ** 2))
-        if signal_power == 0.0 or noise_power == 0.0:
-            return samples
-        scale = math.sqrt(signal_power / (noise_power * 10.0 ** (snr_db / 10.0)))
+        scale = audio.snr_scale(samples, noise, snr_db)  # 0 for a silent clip: left as it is
         return (samples + np.float32(scale) * noise).astype(np.float32, copy=False)
 
 
@@ -318,36 +314,36 @@ class Augment:
         return samples
 
 
-def _pair(cfg, low: str, high: str) -> tuple[float, float]:
-    return float(getattr(cfg, low)), float(getattr(cfg, high))
+def _pair(augment: AugmentConfig, low: str, high: str) -> tuple[float, float]:
+    return float(getattr(augment, low)), float(getattr(augment, high))
 
 
-def build_transform(cfg, sample_rate: int, noise_dir: Optional[str | Path]) -> Optional[Augment]:
-    """The training transform an AugmentConfig asks for, or None when it asks for nothing.
+def build_transform(augment: AugmentConfig, sample_rate: int,
+                    noise_dir: Optional[str | Path]) -> Optional[Augment]:
+    """The training transform ``augment`` asks for, or None when it asks for nothing.
     ``noise_dir`` None means no noise step."""
-    if not cfg.enabled:
+    if not augment.enabled:
         return None
-    check_section(cfg, "augment")  # every range (min <= max, speeds above 0 ...) in speechrnn/config.py
     steps: list = []
-    speed = _pair(cfg, "speed_min", "speed_max")
+    speed = _pair(augment, "speed_min", "speed_max")
     if speed != (1.0, 1.0):
         steps.append(Speed(sample_rate, *speed))
-    vtlp = _pair(cfg, "vtlp_min", "vtlp_max")
+    vtlp = _pair(augment, "vtlp_min", "vtlp_max")
     if vtlp != (1.0, 1.0):
         steps.append(VocalTract(*vtlp))
-    if cfg.time_shift_seconds > 0:
-        steps.append(TimeShift(round(cfg.time_shift_seconds * sample_rate)))
-    if cfg.reverb_prob > 0:
-        rt60 = _pair(cfg, "rt60_min", "rt60_max")
-        steps.append(Reverb(sample_rate, cfg.reverb_prob, *rt60))
-    if cfg.channel_prob > 0:
-        steps.append(Channel(sample_rate, cfg.channel_prob))
-    if noise_dir is not None and cfg.noise_prob > 0:
-        snr = _pair(cfg, "snr_db_min", "snr_db_max")
-        steps.append(BackgroundNoise(NoiseBank(noise_dir), sample_rate, cfg.noise_prob, *snr))
-    if cfg.endpoint_prob > 0:
-        steps.append(Endpoint(sample_rate, cfg.endpoint_prob))
-    gain = _pair(cfg, "gain_db_min", "gain_db_max")
+    if augment.time_shift_seconds > 0:
+        steps.append(TimeShift(round(augment.time_shift_seconds * sample_rate)))
+    if augment.reverb_prob > 0:
+        rt60 = _pair(augment, "rt60_min", "rt60_max")
+        steps.append(Reverb(sample_rate, augment.reverb_prob, *rt60))
+    if augment.channel_prob > 0:
+        steps.append(Channel(sample_rate, augment.channel_prob))
+    if noise_dir is not None and augment.noise_prob > 0:
+        snr = _pair(augment, "snr_db_min", "snr_db_max")
+        steps.append(BackgroundNoise(NoiseBank(noise_dir), sample_rate, augment.noise_prob, *snr))
+    if augment.endpoint_prob > 0:
+        steps.append(Endpoint(sample_rate, augment.endpoint_prob))
+    gain = _pair(augment, "gain_db_min", "gain_db_max")
     if gain != (0.0, 0.0):
         steps.append(Gain(*gain))
     return Augment(steps) if steps else None

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .. import audio
+from ..config import DataConfig
 from ..errors import SpeechRNNError
 from ..labels import SILENCE, UNKNOWN
 
@@ -50,9 +51,9 @@ def absolute(path: str | os.PathLike) -> Path:
     return Path(os.path.normpath(Path(path).expanduser().absolute()))
 
 
-def noise_folder(cfg) -> Optional[Path]:
+def noise_folder(data: DataConfig) -> Optional[Path]:
     """``data.noise_dir`` as an absolute path, or None when it is not set."""
-    return absolute(cfg.noise_dir) if cfg.noise_dir else None
+    return absolute(data.noise_dir) if data.noise_dir else None
 
 
 def stable_hash(text: str) -> int:

@@ -58,7 +58,7 @@ class LibEspeak:
     """libespeak-ng from the espeakng-loader wheel, called in-process."""
 
     def __init__(self):
-        import espeakng_loader
+        import espeakng_loader  # the [train] extra; the espeak-ng program is the fallback
 
         with tempfile.TemporaryDirectory(prefix="speechrnn-espeak-",
                                          ignore_cleanup_errors=True) as tmp:

@@ -33,6 +33,7 @@ import re
 from pathlib import Path
 
 from .. import audio
+from ..config import DataConfig
 from ..errors import SpeechRNNError
 from . import speech_commands
 from .base import Clip, Splits, check_test_speakers, hash_split, report_missing
@@ -172,7 +173,7 @@ def _refuse_overlap(read: dict[str, list[Clip]], manifests: dict[str, str]) -> N
                     f"{other} clips: list each file in one manifest")
 
 
-def read_splits(root: Path, cfg) -> Splits:
+def read_splits(root: Path, cfg: DataConfig) -> Splits:
     manifests = {split: getattr(cfg, f"{split}_manifest") for split in SPLITS}
     held_out = set(cfg.test_speakers)
     if any(manifests.values()):

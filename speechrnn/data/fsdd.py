@@ -19,6 +19,7 @@ import logging
 import re
 from pathlib import Path
 
+from ..config import DataConfig
 from ..errors import SpeechRNNError
 from .augment import NoiseBank
 from .base import SILENCE, Clip, Splits, check_test_speakers, hash_split, noise_folder
@@ -29,7 +30,7 @@ NAME = re.compile(r"^(?P<digit>\d)_(?P<speaker>.+)_(?P<index>\d+)\.wav$", re.IGN
 TEST_INDICES = range(5)
 
 
-def read_splits(root: Path, cfg) -> Splits:
+def read_splits(root: Path, cfg: DataConfig) -> Splits:
     parsed = []
     skipped = 0
     for path in sorted(root.iterdir()):
@@ -63,7 +64,7 @@ def read_splits(root: Path, cfg) -> Splits:
     return splits
 
 
-def _add_silence(splits: Splits, cfg) -> None:
+def _add_silence(splits: Splits, cfg: DataConfig) -> None:
     if splits.noise_dir is None:
         raise SpeechRNNError("data.silence=true needs data.noise_dir: a folder of noise "
                              "recordings (Speech Commands' _background_noise_ will do) to cut "

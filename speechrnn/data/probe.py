@@ -16,15 +16,18 @@ a fixed one per clip on val/test.
 
 from __future__ import annotations
 
-import math
+from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import audio
+from ..config import DataConfig
 from ..errors import SpeechRNNError
 from .augment import NoiseBank
-from .base import ClipDataset, Splits
+from .base import ClipDataset
 
 # The noise stretch's power relative to the word window's: 10 dB quieter.
 PROBE_SNR_DB = 10.0
@@ -70,12 +73,7 @@ class ProbeDataset(Dataset):
         """The delay stretch for clip ``i``: noise scaled to ``snr_db`` below ``word``'s power."""
         rng = np.random.default_rng((self.base.seed, self.epoch, i, _STREAM))
         noise = self.bank.segment(self.delay_samples, self.sample_rate, rng).astype(np.float64)
-        word_power = float(np.mean(word.astype(np.float64) ** 2))
-        noise_power = float(np.mean(noise ** 2))
-        if word_power == 0.0 or noise_power == 0.0:
-            return np.zeros(self.delay_samples, np.float32)
-        scale = math.sqrt(word_power / (noise_power * 10.0 ** (self.snr_db / 10.0)))
-        return (scale * noise).astype(np.float32)
+        return (audio.snr_scale(word, noise, self.snr_db) * noise).astype(np.float32)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         word, label = self.base[i]
@@ -85,14 +83,14 @@ class ProbeDataset(Dataset):
         return torch.cat([word, noise]), label
 
 
-def wrap(cfg, splits: Splits, datasets: dict[str, ClipDataset]) -> dict[str, ProbeDataset]:
-    """Every split of ``datasets`` as a probe with ``cfg.data.probe_delay_seconds`` of noise."""
-    delay = float(cfg.data.probe_delay_seconds)  # at least 0: checked with every range in config.py
-    noise_dir = cfg.augment.noise_dir or splits.noise_dir
+def wrap(data: DataConfig, noise_dir: Optional[str | Path],
+         datasets: dict[str, ClipDataset]) -> dict[str, ProbeDataset]:
+    """Every split of ``datasets`` as a probe with ``data.probe_delay_seconds`` of noise from
+    ``noise_dir``."""
     if noise_dir is None:
         raise SpeechRNNError("data.probe_delay_seconds needs background noise and this data "
                              "source has none; set augment.noise_dir to a folder of noise WAVs "
                              "(e.g. Speech Commands' _background_noise_)")
     bank = NoiseBank(noise_dir)
-    delay_samples = round(delay * cfg.data.sample_rate)
+    delay_samples = round(data.probe_delay_seconds * data.sample_rate)
     return {split: ProbeDataset(dataset, bank, delay_samples) for split, dataset in datasets.items()}

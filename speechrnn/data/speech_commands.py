@@ -29,6 +29,7 @@ import urllib.request
 from pathlib import Path
 
 from .. import audio
+from ..config import DataConfig
 from ..errors import SpeechRNNError
 from .augment import NoiseBank
 from .base import SILENCE, UNKNOWN, Clip, Splits, noise_folder, report_missing, stable_hash
@@ -96,7 +97,7 @@ def _word_folders(root: Path) -> dict[str, list[str]]:
     return folders
 
 
-def _assign(root: Path, files: set[str], cfg) -> dict[str, str]:
+def _assign(root: Path, files: set[str], cfg: DataConfig) -> dict[str, str]:
     """Relative path ("word/name.wav") -> split."""
     lists = {split: root / name for split, name in LISTS.items()}
     if all(path.is_file() for path in lists.values()):
@@ -111,7 +112,7 @@ def _assign(root: Path, files: set[str], cfg) -> dict[str, str]:
     return {rel: which_set(rel, val_pct, test_pct) for rel in files}
 
 
-def read_splits(root: Path, cfg) -> Splits:
+def read_splits(root: Path, cfg: DataConfig) -> Splits:
     folders = _word_folders(root)
     if not folders:
         raise SpeechRNNError(f"{root}: no word folders with audio files; point data.root at an "

@@ -38,6 +38,7 @@ import numpy as np
 import soundfile as sf
 
 from .. import audio
+from ..config import DataConfig
 from ..errors import SpeechRNNError
 from . import neural, noises
 from .espeak import Prosody, open_backend
@@ -402,7 +403,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SPEECHRNN_CACHE") or Path.home() / ".cache" / "speechrnn")
 
 
-def ensure_rendered(cfg) -> Path:
+def ensure_rendered(cfg: DataConfig) -> Path:
     """The synthetic dataset a DataConfig asks for: ``cfg.root`` if it holds files, else rendered
     into ``cfg.root`` or, when that is unset, into a cache folder keyed by the render's arguments
     (and reused from there)."""

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Optional
 
 from .. import audio
+from ..config import OnBadFile
 from ..errors import AudioError, SpeechRNNError
 from .base import Clip, Splits
 
@@ -39,12 +40,9 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def check_clips(splits: Splits, on_bad_file: str) -> Splits:
+def check_clips(splits: Splits, on_bad_file: OnBadFile) -> Splits:
     """The splits without the clips whose audio cannot be used. ``on_bad_file``: "skip" (log a
     warning listing the files) or "error" (raise SpeechRNNError listing them)."""
-    on_bad_file = str(getattr(on_bad_file, "value", on_bad_file))
-    if on_bad_file not in ("skip", "error"):
-        raise SpeechRNNError(f"data.on_bad_file={on_bad_file!r}: choose skip or error")
     paths = sorted({clip.path for _, clips in splits.items() for clip in clips})
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         checked = dict(zip(paths, pool.map(_check_file, paths)))

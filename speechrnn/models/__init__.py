@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..config import DataConfig, FeaturesConfig, ModelConfig, plain
 from ..errors import SpeechRNNError
 from ..features import Frontend
 from .cells import GRUCell, LSTMCell, ReferenceRNN, RNNCell
@@ -14,14 +15,19 @@ __all__ = ["GRUCell", "KeywordClassifier", "LSTMCell", "RNNCell", "RecurrentEnco
            "ReferenceRNN", "build_model", "count_parameters"]
 
 
-def build_model(cfg, labels: list[str]) -> KeywordClassifier:
-    """The classifier that ``cfg.features``, ``cfg.model`` and ``cfg.data.sample_rate`` describe."""
+def build_model(data: DataConfig, features: FeaturesConfig, model: ModelConfig,
+                labels: list[str]) -> KeywordClassifier:
+    """The classifier that ``features`` and ``model`` describe, for clips of ``data``."""
     if len(labels) < 2:
         raise SpeechRNNError(f"a classifier needs at least 2 labels, got {list(labels)}; "
                              "check data.words and the dataset root")
-    frontend = Frontend.from_config(cfg.features, cfg.data.sample_rate)
-    encoder = RecurrentEncoder(frontend.output_dim, cfg.model)
-    return KeywordClassifier(frontend, encoder, labels, cfg.data.sample_rate)
+    frontend = Frontend.from_config(features, data.sample_rate)
+    encoder = RecurrentEncoder(frontend.output_dim, model)
+    # The memory probe's noise follows the word in every clip the model sees.
+    seconds = data.clip_seconds + (data.probe_delay_seconds or 0.0)
+    settings = {"features": plain(features), "model": plain(model)}
+    return KeywordClassifier(frontend, encoder, labels, data.sample_rate,
+                             round(seconds * data.sample_rate), settings)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -12,17 +12,22 @@ class KeywordClassifier(nn.Module):
     """MFCC frontend -> recurrent encoder (+ pooling) -> linear head.
 
     The frontend is a layer of the model, so training, evaluation and the exported ONNX graph
-    share one feature implementation. ``labels`` and ``sample_rate`` travel with the model.
+    share one feature implementation. The model carries its input contract: ``labels``,
+    ``sample_rate``, ``clip_samples`` (the clip length it was trained on) and ``settings``, the
+    plain ``features`` and ``model`` settings it was built from; export and inspection need the
+    model only.
     """
 
     def __init__(self, frontend: Frontend, encoder: RecurrentEncoder, labels: list[str],
-                 sample_rate: int):
+                 sample_rate: int, clip_samples: int, settings: dict):
         super().__init__()
         self.frontend = frontend
         self.encoder = encoder
         self.head = nn.Linear(encoder.output_dim, len(labels))
         self.labels = list(labels)
         self.sample_rate = int(sample_rate)
+        self.clip_samples = int(clip_samples)
+        self.settings = settings
 
     def features(self, wave: Tensor) -> Tensor:
         """[B, S] waveform -> [B, T, F] feature frames."""

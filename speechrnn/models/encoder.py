@@ -7,30 +7,14 @@ reproduced by a streaming model that carries state from one chunk to the next.
 
 from __future__ import annotations
 
-from enum import Enum
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import check_section
-from ..errors import SpeechRNNError
+from ..config import Impl, ModelConfig
 from .cells import ReferenceRNN
 
 RNNS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-POOLINGS = ("last", "mean", "max", "attention")
-
-
-def choice(value) -> str:
-    """A config choice as its plain string, whether it arrives as an Enum member or a str."""
-    return value.value if isinstance(value, Enum) else str(value)
-
-
-def _check(name: str, value: str, allowed) -> str:
-    if value not in allowed:
-        raise SpeechRNNError(f"model.{name}={value!r} is not one of {sorted(allowed)}; "
-                             f"set model.{name} to one of them")
-    return value
 
 
 class CausalConv(nn.Module):
@@ -93,39 +77,35 @@ class RecurrentEncoder(nn.Module):
     written-out ``ReferenceRNN`` with the same parameter names, ``impl=reference``), then
     pooling over time and dropout."""
 
-    def __init__(self, input_size: int, cfg):
+    def __init__(self, input_size: int, model: ModelConfig):
         super().__init__()
-        cell = _check("cell", choice(cfg.cell), RNNS)
-        pooling = _check("pooling", choice(cfg.pooling), POOLINGS)
-        impl = _check("impl", choice(cfg.impl), ("torch", "reference"))
-        nonlinearity = _check("nonlinearity", choice(cfg.nonlinearity), ("tanh", "relu"))
-        check_section(cfg, "model")  # the ranges of model.* (hidden_size, dropout ...)
-        self.cell = cell
-        self.pooling = pooling
-        self.bidirectional = bool(cfg.bidirectional)
-        self.input_norm = nn.LayerNorm(input_size) if cfg.input_norm else nn.Identity()
-        channels = [input_size] + [cfg.conv_channels] * cfg.conv_layers
+        self.cell = cell = model.cell.value
+        self.nonlinearity = nonlinearity = model.nonlinearity.value
+        self.pooling = pooling = model.pooling.value
+        self.bidirectional = bool(model.bidirectional)
+        self.input_norm = nn.LayerNorm(input_size) if model.input_norm else nn.Identity()
+        channels = [input_size] + [model.conv_channels] * model.conv_layers
         self.convs = nn.Sequential(*(CausalConv(a, b) for a, b in zip(channels, channels[1:])))
 
-        rnn_args = dict(input_size=channels[-1], hidden_size=cfg.hidden_size,
-                        num_layers=cfg.num_layers, bidirectional=self.bidirectional,
+        rnn_args = dict(input_size=channels[-1], hidden_size=model.hidden_size,
+                        num_layers=model.num_layers, bidirectional=self.bidirectional,
                         # torch applies it between layers only, and warns when there is one.
-                        dropout=cfg.dropout if cfg.num_layers > 1 else 0.0, batch_first=True)
-        if impl == "reference":
+                        dropout=model.dropout if model.num_layers > 1 else 0.0, batch_first=True)
+        if model.impl is Impl.reference:
             self.rnn = ReferenceRNN(cell, nonlinearity=nonlinearity, **rnn_args)
         elif cell == "rnn":
             self.rnn = nn.RNN(nonlinearity=nonlinearity, **rnn_args)
         else:
             self.rnn = RNNS[cell](**rnn_args)
 
-        self.output_dim = cfg.hidden_size * (2 if self.bidirectional else 1)
+        self.output_dim = model.hidden_size * (2 if self.bidirectional else 1)
         if pooling == "last":
-            self.pool = LastPool(cfg.hidden_size, self.bidirectional)
+            self.pool = LastPool(model.hidden_size, self.bidirectional)
         elif pooling == "attention":
             self.pool = AttentionPool(self.output_dim)
         else:
             self.pool = MeanPool() if pooling == "mean" else MaxPool()
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = nn.Dropout(model.dropout)
 
     def frames(self, feats: Tensor) -> Tensor:
         """Per-frame encoder outputs: [B, T, F] -> [B, T, output_dim]."""

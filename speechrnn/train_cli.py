@@ -1,10 +1,10 @@
-"""`speechrnn train [overrides]`: the Hydra entry point (also `python -m speechrnn.train`, for torchrun).
+"""`speechrnn train [overrides]`: the Hydra entry point (also `python -m speechrnn.train_cli`, for torchrun).
 
 Examples:
     speechrnn train                                  # default recipe: synthetic/gru
     speechrnn train recipe=fsdd/gru data.root=../shared/data/fsdd/recordings
     speechrnn train -m recipe=smoke model.cell=rnn,lstm,gru
-    torchrun --nproc_per_node=2 -m speechrnn.train recipe=smoke hydra.run.dir=runs/ddp
+    torchrun --nproc_per_node=2 -m speechrnn.train_cli recipe=smoke hydra.run.dir=runs/ddp
 """
 
 from __future__ import annotations
