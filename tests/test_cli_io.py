@@ -12,8 +12,7 @@ import sys
 
 import pytest
 
-from helpers import REPO
-from hostile import tiny_model
+from helpers import REPO, tiny_onnx
 from speechrnn import cli
 from benchmarks.detection_eval import assemble
 from speechrnn.detect import Settings, detect
@@ -24,7 +23,7 @@ LABELS = ["yes", "no", "_silence_"]
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("model") / "model.onnx", LABELS)
+    return tiny_onnx(tmp_path_factory.mktemp("model") / "model.onnx", LABELS)
 
 
 @pytest.fixture(scope="module")

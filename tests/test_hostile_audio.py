@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hostile import (TONE_HZ, Case, encode, make_corpus, make_unreadable, tiny_model, tone,
+from hostile import (TONE_HZ, Case, encode, make_corpus, make_unreadable, tone,
                      write_long_clip)
 from speechrnn import audio
 from speechrnn.errors import AudioError
-from helpers import REPO
+from helpers import REPO, tiny_onnx
 
 TARGET_RATE = 16000
 HOUR_SECONDS = 3600
@@ -195,7 +195,7 @@ def test_windows_of_a_long_file_read_only_what_is_asked(hour_clip):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx", ["zero", "one", "two"])
+    return tiny_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx", ["zero", "one", "two"])
 
 
 def run_predict(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

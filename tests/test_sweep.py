@@ -19,7 +19,6 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from pg import postgres_url  # noqa: F401 (a fixture)
 from speechrnn import sweep
 from speechrnn.errors import SpeechRNNError
 from helpers import REPO

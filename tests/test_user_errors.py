@@ -13,7 +13,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from pg import postgres_url  # noqa: F401 (a fixture)
 from speechrnn import checkpoint, sweep
 from speechrnn.config import Config, check_section, compose_config, validate
 from speechrnn.errors import SpeechRNNError, UsageError
