@@ -37,6 +37,7 @@ def run(*args, stdin=None) -> subprocess.CompletedProcess:
                           capture_output=True, cwd=REPO, timeout=120)
 
 
+@pytest.mark.slow
 def test_predict_reads_a_wav_from_standard_input(model, clips):
     with open(clips[0], "rb") as wav:
         result = run("predict", model, "-", clips[1], "--format", "json", stdin=wav)
@@ -48,6 +49,7 @@ def test_predict_reads_a_wav_from_standard_input(model, clips):
     assert "speechrnn predict: 2 files in " in result.stderr.decode()
 
 
+@pytest.mark.slow
 def test_predict_stdin_that_is_not_audio_is_an_error_row(model):
     result = run("predict", model, "-", "--format", "json", stdin=subprocess.DEVNULL)
     rows = json.loads(result.stdout)

@@ -56,6 +56,7 @@ def firing_threshold(model, recording) -> float:
     return max(counts, key=counts.get)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["streaming", "plain"])
 def test_a_file_played_in_real_time_prints_events_as_they_happen(models, recording, kind):
     model = models[kind]

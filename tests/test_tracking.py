@@ -35,6 +35,7 @@ def wandb_run(tmp_path_factory) -> tuple[Path, str]:
     return run_dir, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_the_offline_run_and_its_sync_command_are_printed(wandb_run):
     run_dir, output = wandb_run
     match = re.search(r"wandb: offline run in (\S+); upload it with: wandb sync (\S+)\n", output)
@@ -45,6 +46,7 @@ def test_the_offline_run_and_its_sync_command_are_printed(wandb_run):
     assert log_file.stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_the_confusion_matrix_is_a_table(wandb_run):
     run_dir, _ = wandb_run
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -60,6 +62,7 @@ def test_the_confusion_matrix_is_a_table(wandb_run):
     assert right / sum(counts) == pytest.approx(summary["test_accuracy"])
 
 
+@pytest.mark.slow
 def test_the_onnx_model_is_an_artifact(wandb_run):
     run_dir, _ = wandb_run
     (where,) = (run_dir / "wandb").glob("offline-run-*")
