@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import torch
 
 from helpers import REPO
+from pg import Unavailable, postgres
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 
@@ -62,3 +64,16 @@ def tiny_synth(tmp_path_factory) -> Path:
     render(out, words=["yes", "no", "up"], unknown_words=["cat", "tree"], per_word=12,
            unknown_per_word=4, seed=0)
     return out
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server for one test (skipped where PostgreSQL is missing, a
+    failure in CI)."""
+    try:
+        with postgres() as url:
+            yield url
+    except Unavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is needed in CI (.ci/run installs it): {exc}")
+        pytest.skip(str(exc))

@@ -1,5 +1,6 @@
-"""What several test modules share: the repo's path, a tiny composed model, a torch blocker for
-subprocesses that must run without torch. Fixtures live in conftest.py."""
+"""What several test modules share: the repo's path, a tiny composed model (and one exported to
+ONNX), a torch blocker for subprocesses that must run without torch. Fixtures live in
+conftest.py; test modules import from here, never from each other."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from speechrnn.config import CONF_DIR
+from speechrnn.export import export_model
 from speechrnn.models import build_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,3 +56,10 @@ def tiny_model(*overrides: str, labels=LABELS, seed: int = 0):
     cfg = tiny_config(*overrides)
     torch.manual_seed(seed)
     return build_model(cfg.data, cfg.features, cfg.model, labels).eval(), cfg
+
+
+def tiny_onnx(path: Path, labels: list[str], *overrides: str) -> Path:
+    """An untrained smoke-recipe classifier exported to ONNX (seeded, so always the same)."""
+    cfg = _composed(("recipe=smoke", *overrides)).copy()
+    torch.manual_seed(0)
+    return export_model(build_model(cfg.data, cfg.features, cfg.model, labels), cfg.data, path)

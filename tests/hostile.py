@@ -145,18 +145,3 @@ def write_long_clip(path: Path, seconds: int = 3600, rate: int = 16000, block_se
         for _ in range(seconds // block_seconds):
             f.write((0.01 * rng.standard_normal(rate * block_seconds)).astype(np.float32))
     return path
-
-
-def tiny_model(path: Path, labels: list[str], *overrides: str) -> Path:
-    """An untrained smoke-recipe classifier exported to ONNX (seeded, so always the same)."""
-    import torch
-    from hydra import compose, initialize_config_dir
-
-    from speechrnn.config import CONF_DIR
-    from speechrnn.export import export_model
-    from speechrnn.models import build_model
-
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=["recipe=smoke", *overrides])
-    torch.manual_seed(0)
-    return export_model(build_model(cfg.data, cfg.features, cfg.model, labels), cfg.data, path)

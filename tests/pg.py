@@ -1,7 +1,8 @@
 """A throwaway PostgreSQL server on loopback for tests: initdb in a temp dir, pg_ctl start/stop.
 
-Uses Debian's `postgresql` package (binaries under /usr/lib/postgresql/*/bin; .ci/run installs
-it). PostgreSQL refuses to run as root, so under root the server runs as the `postgres` user.
+The `postgres_url` fixture in conftest.py starts one per test. Uses Debian's `postgresql`
+package (binaries under /usr/lib/postgresql/*/bin; .ci/run installs it). PostgreSQL refuses
+to run as root, so under root the server runs as the `postgres` user.
 """
 
 from __future__ import annotations
@@ -16,9 +17,6 @@ import subprocess
 import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
-
-import pytest
-
 
 class Unavailable(Exception):
     """PostgreSQL cannot be started here; the message says why."""
@@ -78,15 +76,3 @@ def postgres() -> Iterator[str]:
             run(str(bin_ / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
     finally:
         shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A server for one test (skipped where PostgreSQL is missing, a failure in CI)."""
-    try:
-        with postgres() as url:
-            yield url
-    except Unavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is needed in CI (.ci/run installs it): {exc}")
-        pytest.skip(str(exc))

@@ -12,6 +12,8 @@ from speechrnn.config import Config
 from speechrnn.models import build_model
 from speechrnn.models.cells import ReferenceRNN
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: torch on one thread
+
 TOL = dict(rtol=1e-5, atol=1e-5)
 MODES = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
 TORCH = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}

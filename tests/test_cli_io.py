@@ -12,8 +12,7 @@ import sys
 
 import pytest
 
-from helpers import REPO
-from hostile import tiny_model
+from helpers import REPO, tiny_onnx
 from speechrnn import cli
 from benchmarks.detection_eval import assemble
 from speechrnn.detect import Settings, detect
@@ -24,7 +23,7 @@ LABELS = ["yes", "no", "_silence_"]
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    return tiny_model(tmp_path_factory.mktemp("model") / "model.onnx", LABELS)
+    return tiny_onnx(tmp_path_factory.mktemp("model") / "model.onnx", LABELS)
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +37,7 @@ def run(*args, stdin=None) -> subprocess.CompletedProcess:
                           capture_output=True, cwd=REPO, timeout=120)
 
 
+@pytest.mark.slow
 def test_predict_reads_a_wav_from_standard_input(model, clips):
     with open(clips[0], "rb") as wav:
         result = run("predict", model, "-", clips[1], "--format", "json", stdin=wav)
@@ -49,6 +49,7 @@ def test_predict_reads_a_wav_from_standard_input(model, clips):
     assert "speechrnn predict: 2 files in " in result.stderr.decode()
 
 
+@pytest.mark.slow
 def test_predict_stdin_that_is_not_audio_is_an_error_row(model):
     result = run("predict", model, "-", "--format", "json", stdin=subprocess.DEVNULL)
     rows = json.loads(result.stdout)

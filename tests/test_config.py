@@ -108,6 +108,7 @@ def test_unknown_group_option_lists_the_options():
     assert "gru" in str(info.value) and "lstm" in str(info.value)
 
 
+@pytest.mark.slow
 def test_train_cli_reports_a_typo_without_a_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "speechrnn", "train", "model.cell=transformer", f"hydra.run.dir={tmp_path}"],
@@ -118,6 +119,7 @@ def test_train_cli_reports_a_typo_without_a_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_train_cli_names_a_missing_data_root(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "speechrnn", "train", "recipe=fsdd/gru", f"hydra.run.dir={tmp_path}"],

@@ -468,6 +468,7 @@ def test_augmentation_is_off_for_val_and_test(small_fsdd):
     assert not np.array_equal(datasets["train"][0][0].numpy(), plain)
 
 
+@pytest.mark.slow
 def test_batches_depend_on_seed_and_epoch_not_on_workers(small_fsdd):
     cfg, splits = small_fsdd
 

@@ -208,6 +208,7 @@ def test_a_recording_shorter_than_a_frame_is_no_error(tiny_models, tmp_path):
     assert found["model.onnx", None] == found["model.onnx", 1.0] == 1, found
 
 
+@pytest.mark.slow
 def test_detect_needs_no_torch(tiny_models, fsdd_root, tmp_path):
     recording = tmp_path / "recording.wav"
     assemble(recording, [(p, "yes") for p in sorted(fsdd_root.glob("1_*.wav"))[:6]], [])

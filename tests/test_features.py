@@ -17,6 +17,8 @@ from speechrnn.config import FeaturesConfig
 from speechrnn.errors import SpeechRNNError
 from speechrnn.features import MFCC, Deltas, Frontend
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: torch on one thread
+
 RATE = 16000
 MEL = dict(n_fft=512, win_length=480, hop_length=160, n_mels=40, f_min=20.0)
 

@@ -62,6 +62,7 @@ def check_loads_or_audio_error(path: Path) -> None:
     assert np.isfinite(samples).all()
 
 
+@pytest.mark.slow
 @FUZZ_MANY
 @given(data=st.binary(max_size=2048) | mutated_audio())
 def test_any_bytes_named_wav_load_or_raise_audio_error(scratch, data):
@@ -163,6 +164,7 @@ OVERRIDES = st.lists(
     max_size=3)
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(overrides=OVERRIDES)
 def test_any_overrides_compose_or_raise_speechrnn_error(overrides):

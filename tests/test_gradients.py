@@ -20,6 +20,8 @@ from speechrnn.gradients import hidden_gradient_norms, main
 from speechrnn.models import build_model
 from helpers import REPO
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: torch on one thread
+
 RATE = 8000
 LABELS = [str(d) for d in range(10)]
 FEATURES = dict(n_fft=256, win_length=200, hop_length=80, n_mels=20, n_mfcc=13)
@@ -95,6 +97,7 @@ def check_png(path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
+@pytest.mark.slow
 def test_cli_on_fresh_models_writes_plots_and_json(fsdd_root, tmp_path):
     overrides = ["data=fsdd", f"data.root={fsdd_root}", f"data.sample_rate={RATE}",
                  "data.clip_seconds=0.5", "model.hidden_size=8", "model.num_layers=1",
@@ -113,6 +116,7 @@ def test_cli_on_fresh_models_writes_plots_and_json(fsdd_root, tmp_path):
     assert result["runs"]["clip"]["clip"] == 1.0 and result["runs"]["no_clip"]["clip"] is None
 
 
+@pytest.mark.slow
 def test_cli_on_a_trained_run(fsdd_root, tmp_path):
     cfg = tiny_config(cell="gru")
     cfg.data.merge_with(dict(source="fsdd", root=str(fsdd_root), silence=False, clip_seconds=0.5))
@@ -130,6 +134,7 @@ def test_cli_on_a_trained_run(fsdd_root, tmp_path):
     assert not (tmp_path / "out" / "exploding.json").exists()
 
 
+@pytest.mark.slow
 def test_the_readme_example_shows_the_vanilla_rnn_gradient_vanish(fsdd_root, tmp_path, monkeypatch):
     """The README's `speechrnn gradients recipe=...` line, run as written from the repository's
     folder (its data.root is ../shared/data, where fsdd_root is), on 4 clips without the

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from hostile import (TONE_HZ, Case, encode, make_corpus, make_unreadable, tiny_model, tone,
+from hostile import (TONE_HZ, Case, encode, make_corpus, make_unreadable, tone,
                      write_long_clip)
 from speechrnn import audio
 from speechrnn.errors import AudioError
-from helpers import REPO
+from helpers import REPO, tiny_onnx
 
 TARGET_RATE = 16000
 HOUR_SECONDS = 3600
@@ -180,6 +180,7 @@ def test_an_unreadable_file_is_reported_as_permission_denied(unreadable):
             audio.read(unreadable)
 
 
+@pytest.mark.slow
 def test_windows_of_a_long_file_read_only_what_is_asked(hour_clip):
     rate = 16000
     for start in (0, 1234567, (HOUR_SECONDS - 1) * rate):
@@ -195,7 +196,7 @@ def test_windows_of_a_long_file_read_only_what_is_asked(hour_clip):
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx", ["zero", "one", "two"])
+    return tiny_onnx(tmp_path_factory.mktemp("model") / "tiny.onnx", ["zero", "one", "two"])
 
 
 def run_predict(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -205,6 +206,7 @@ def run_predict(*args: str, timeout: float = 120) -> subprocess.CompletedProcess
                           capture_output=True, cwd=REPO, timeout=timeout, env=env)
 
 
+@pytest.mark.slow
 def test_predict_labels_good_files_and_names_the_problem_of_bad_ones(corpus, model, fsdd_root,
                                                                    unreadable):
     folder = corpus[0].path.parent
@@ -236,6 +238,7 @@ def test_predict_labels_good_files_and_names_the_problem_of_bad_ones(corpus, mod
     assert not rows, f"unexpected rows: {rows}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["table", "csv", "json"])
 def test_predict_output_survives_names_that_are_not_utf8(corpus, model, fmt):
     case = by_name(corpus, "non_utf8_name")
@@ -269,6 +272,7 @@ def peak_rss(*command: str) -> int:
     return rss
 
 
+@pytest.mark.slow
 def test_predict_on_an_hour_long_file_runs_in_bounded_memory(hour_clip, model, tmp_path):
     short = tmp_path / "one second.wav"
     sf.write(short, tone(16000, 1.0), 16000)
@@ -357,7 +361,7 @@ def test_check_clips_with_error_lists_every_bad_file(folder_dataset):
     assert "data.on_bad_file=skip" in str(caught.value)
 
 
-def test_check_clips_decodes_a_shared_file_once_and_drops_cuts_past_its_end(hour_clip, monkeypatch):
+def test_check_clips_decodes_a_shared_file_once_and_drops_cuts_past_its_end(tmp_path, monkeypatch):
     from speechrnn.data import Clip, Splits
     from speechrnn.data.validate import check_clips
 
@@ -365,7 +369,7 @@ def test_check_clips_decodes_a_shared_file_once_and_drops_cuts_past_its_end(hour
     real_read = audio.read
     monkeypatch.setattr(audio, "read", lambda path, *a, **k: reads.append(path) or real_read(path, *a, **k))
     noise = tone(16000, 3.0)
-    path = hour_clip.parent / "noise.wav"
+    path = tmp_path / "noise.wav"
     sf.write(path, noise, 16000)
     cuts = [Clip(str(path), "_silence_", start=s, frames=16000) for s in (0, 8000, 16000, 32000)]
     past_end = Clip(str(path), "_silence_", start=len(noise), frames=16000)

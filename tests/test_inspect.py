@@ -15,6 +15,8 @@ from speechrnn.inspect_cells import PLOTTED_GATES, inspect_wave, main
 from speechrnn.models import build_model
 from speechrnn.models.cells import ReferenceRNN
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: torch on one thread
+
 RATE = 8000
 LABELS = [str(d) for d in range(10)]
 CASES = [("rnn", "tanh", False), ("rnn", "relu", False), ("lstm", "tanh", False),
@@ -91,6 +93,7 @@ def test_posterior_is_the_pooled_prefix_and_ends_at_the_prediction(wave, pooling
         np.testing.assert_allclose(inspection.posterior, expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cli_writes_one_png_named_after_the_clip(fsdd_root, tmp_path, capsys):
     torch.manual_seed(0)
     cfg = tiny_config(cell="lstm")

@@ -51,6 +51,7 @@ def run_dir(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_every_export_carries_the_runs_card(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     card = json.loads(metadata(run_dir / "model.onnx")[model_card.KEY])
@@ -72,6 +73,7 @@ def test_every_export_carries_the_runs_card(run_dir):
     assert json.loads(metadata(run_dir / "model.onnx")["test_accuracy"]) == summary["test_accuracy"]
 
 
+@pytest.mark.slow
 def test_info_prints_the_card_without_torch(run_dir):
     model = run_dir / "model.onnx"
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -104,6 +106,7 @@ def test_info_prints_the_card_without_torch(run_dir):
     assert shown["card"] == card and shown["labels"] == card["labels"]
 
 
+@pytest.mark.slow
 def test_an_int8_export_says_whose_accuracy_it_reports(run_dir, tmp_path):
     path = export_run(run_dir, ExportConfig(quantize="int8"), tmp_path / "model.int8.onnx")
     card = json.loads(metadata(path)[model_card.KEY])
@@ -111,6 +114,7 @@ def test_an_int8_export_says_whose_accuracy_it_reports(run_dir, tmp_path):
                for limit in card["limits"])
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_its_run_exports_a_card_without_accuracy(run_dir, tmp_path):
     shutil.copy(run_dir / "checkpoints" / "best.pt", tmp_path / "best.pt")
     card = json.loads(metadata(export_run(tmp_path / "best.pt"))[model_card.KEY])
@@ -118,6 +122,7 @@ def test_a_checkpoint_without_its_run_exports_a_card_without_accuracy(run_dir, t
     assert "No test accuracy was recorded (the run had no summary.json)." in card["limits"]
 
 
+@pytest.mark.slow
 def test_a_model_without_a_card_runs_and_info_says_so(run_dir, tmp_path, capsys):
     bare = rewrite_card(run_dir / "model.onnx", tmp_path / "bare.onnx", None)
     clip = np.sin(np.linspace(0, 2000, 16000)).astype(np.float32)
@@ -131,6 +136,7 @@ def test_a_model_without_a_card_runs_and_info_says_so(run_dir, tmp_path, capsys)
     assert "known limits" not in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("value", ["not json", "[1, 2]", '"a card"'])
 def test_a_garbled_card_is_refused_naming_the_key(run_dir, tmp_path, value):
     broken = rewrite_card(run_dir / "model.onnx", tmp_path / "garbled.onnx", value)
@@ -138,6 +144,7 @@ def test_a_garbled_card_is_refused_naming_the_key(run_dir, tmp_path, value):
         Recognizer(broken)
 
 
+@pytest.mark.slow
 def test_control_characters_in_a_card_are_escaped_by_info(run_dir, tmp_path, capsys):
     card = json.loads(metadata(run_dir / "model.onnx")[model_card.KEY])
     card["limits"] = ["\x1b[2Jcleared your screen"]

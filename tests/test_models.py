@@ -17,6 +17,8 @@ from speechrnn.errors import SpeechRNNError
 from speechrnn.models import build_model, count_parameters
 from speechrnn.models.encoder import AttentionPool
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: torch on one thread
+
 LABELS = ["yes", "no", "up", "down", "_unknown_"]
 SAMPLE_RATE = 8000
 CELLS = ["rnn", "lstm", "gru"]
@@ -41,12 +43,32 @@ def waves(batch: int, seconds: float, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(samples.astype(np.float32))
 
 
-@pytest.mark.parametrize("cell,pooling,bidirectional,conv_layers",
-                         list(itertools.product(CELLS, POOLINGS, [False, True], [0, 1, 2])))
-def test_every_configuration_gives_logits(cell, pooling, bidirectional, conv_layers):
+# The encoder's choices are independent code paths (the cell picks the RNN module, pooling the
+# pool module, bidirectional doubles the output width and changes what `last` takes, conv_layers
+# stacks 0-2 convs in front): what can go wrong is each choice alone or two of them meeting
+# (say max pooling over a bidirectional output, or a conv feeding an LSTM). So the grid covers
+# every pair of values of any two choices (pairwise), not all 72 products: each cell meets each
+# pooling once, and the conv count and direction rotate with them -- (cell + pooling) mod 3 and
+# mod 2 -- so every cell and every pooling also meets each conv count and both directions.
+# Then the paths outside the product: the ReLU RNN, the written-out reference cells and no
+# input LayerNorm.
+PAIRWISE = [(cell, pooling, bool((c + p) % 2), (c + p) % 3)
+            for c, cell in enumerate(CELLS) for p, pooling in enumerate(POOLINGS)]
+OTHER_PATHS = [
+    ("rnn", "last", True, 1, dict(nonlinearity="relu")),
+    ("lstm", "attention", True, 2, dict(impl="reference")),
+    ("gru", "last", False, 0, dict(impl="reference", input_norm=False)),
+]
+
+
+@pytest.mark.parametrize("cell,pooling,bidirectional,conv_layers,other",
+                         [(*case, {}) for case in PAIRWISE] + OTHER_PATHS,
+                         ids=lambda v: ",".join(f"{k}={x}" for k, x in v.items()) or "default"
+                         if isinstance(v, dict) else None)
+def test_every_configuration_gives_logits(cell, pooling, bidirectional, conv_layers, other):
     torch.manual_seed(0)
     model = classifier(config(cell=cell, pooling=pooling, bidirectional=bidirectional,
-                               conv_layers=conv_layers), LABELS).eval()
+                              conv_layers=conv_layers, **other), LABELS).eval()
     assert model.labels == LABELS and model.sample_rate == SAMPLE_RATE
     with torch.no_grad():
         for batch, seconds in itertools.product([1, 7], [0.5, 1.0, 3.0]):

@@ -175,6 +175,7 @@ def test_fraction_draws_neural_speakers_and_keeps_the_espeak_ones():
                for s in synthetic.draw_speakers(4, 10, neural_fraction=1.0))
 
 
+@pytest.mark.slow
 @needs_piper
 @needs_hibari
 def test_render_with_neural_fraction(tmp_path):

@@ -62,6 +62,7 @@ def test_runtime_modules_import_without_torch():
     assert result.returncode == 0, result.stderr
 
 
+@pytest.mark.slow
 def test_runtime_and_predict_work_without_torch(exported, files, tmp_path):
     model, path = exported
     script = BLOCK_TORCH + textwrap.dedent(f"""

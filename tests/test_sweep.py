@@ -19,7 +19,6 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from pg import postgres_url  # noqa: F401 (a fixture)
 from speechrnn import sweep
 from speechrnn.errors import SpeechRNNError
 from helpers import REPO
@@ -82,6 +81,7 @@ def test_sweep_command_errors_name_the_fix(tmp_path):
         sweep.main(["--show", str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_pruning_resume_and_leaderboard(tmp_path, capsys):
     two_epochs = "trainer.epochs=2"
     sweep.main(smoke_sweep(tmp_path, "sweep.trials=2", "sweep.pruner.name=none", two_epochs))
@@ -140,6 +140,7 @@ def test_pruning_resume_and_leaderboard(tmp_path, capsys):
     assert f"best: trial {best['trial']}" in shown
 
 
+@pytest.mark.slow
 def test_killed_worker_trial_is_failed_and_retried(tmp_path):
     args = smoke_sweep(tmp_path, "sweep.trials=2", "sweep.pruner.name=none")
     process = subprocess.Popen([sys.executable, "-m", "speechrnn", "sweep", *args], cwd=REPO,
@@ -163,6 +164,7 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path):
     assert statuses == {"trial_0000": "complete", "trial_0001": "failed", "trial_0002": "complete"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("storage", ["journal", "postgresql"])
 def test_two_workers_share_one_study(storage, tmp_path, request):
     if storage == "postgresql":
@@ -185,6 +187,7 @@ def test_two_workers_share_one_study(storage, tmp_path, request):
         assert float(row["val/acc"]) == summary(tmp_path / row["run_dir"])["val_accuracy"]
 
 
+@pytest.mark.slow
 def test_grid_multirun_writes_its_leaderboard(tmp_path, capsys):
     # Two jobs in parallel through the joblib launcher where it is installed, else one by one.
     try:

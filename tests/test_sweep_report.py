@@ -77,6 +77,7 @@ OPTUNA_FORMAT = re.compile(r"^\[[IWE] \d{4}-\d\d-\d\d")
 OUR_FORMAT = re.compile(r"^\[[\d\- :,]+\]\[w0\]\[[\w.]+\]\[(INFO|WARNING|ERROR)\] - ")
 
 
+@pytest.mark.slow
 def test_a_sweep_logs_in_one_format_and_its_best_trains_alone(tmp_path):
     sweep_dir = tmp_path / "sweep"
     result = subprocess.run(

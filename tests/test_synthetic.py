@@ -322,6 +322,7 @@ def test_falls_back_to_the_espeak_ng_program(monkeypatch, tmp_path):
 # ---------------------------------------------------------------- the command line
 
 
+@pytest.mark.slow
 def test_synth_command_end_to_end(tmp_path):
     out = tmp_path / "cli"
     result = subprocess.run(
@@ -338,6 +339,7 @@ def test_synth_command_end_to_end(tmp_path):
     assert json.loads((out / synthetic.MARKER).read_text())["seed"] == 5
 
 
+@pytest.mark.slow
 def test_synth_command_rejects_bad_arguments_without_traceback(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "speechrnn", "synth", "--out", str(tmp_path / "x"), "--per-word", "0"],

@@ -15,7 +15,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from onnx import TensorProto, helper
 
-from hostile import tiny_model
+from helpers import tiny_onnx
 from speechrnn import audio, checkpoint, cli
 from speechrnn.config import CONF_DIR
 from speechrnn.data import build_splits
@@ -77,12 +77,12 @@ def test_a_truncated_checkpoint_is_an_error_naming_the_file(tmp_path):
 # to tell a right sample rate from a wrong one.
 @pytest.fixture(scope="module")
 def model_16k(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("m16") / "model.onnx", LABELS, "model.input_norm=false")
+    return tiny_onnx(tmp_path_factory.mktemp("m16") / "model.onnx", LABELS, "model.input_norm=false")
 
 
 @pytest.fixture(scope="module")
 def model_8k(tmp_path_factory) -> Path:
-    return tiny_model(tmp_path_factory.mktemp("m8") / "model.onnx", LABELS, "data.sample_rate=8000",
+    return tiny_onnx(tmp_path_factory.mktemp("m8") / "model.onnx", LABELS, "data.sample_rate=8000",
                       "model.input_norm=false")
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from pg import postgres_url  # noqa: F401 (a fixture)
+from helpers import tiny_onnx
 from speechrnn import checkpoint, sweep
 from speechrnn.config import Config, check_section, compose_config, validate
 from speechrnn.errors import SpeechRNNError, UsageError
@@ -39,6 +39,7 @@ def one_line_error(result: subprocess.CompletedProcess, code: int) -> str:
 
 # -- item 1/4/12: every setting checked before data is read ---------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("override, needle", [
     ("model.hidden_size=-3", "model.hidden_size=-3 is out of range"),
     ("+model.hiden_size=32", "unknown setting model.hiden_size; did you mean model.hidden_size?"),
@@ -107,6 +108,7 @@ def test_builders_that_take_one_section_check_it_with_the_same_rules():
 
 # -- item 6: a grid with a failed job fails -------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_multirun_with_a_failed_job_exits_non_zero(tmp_path):
     fast = ["recipe=smoke", "trainer.epochs=1", "trainer.limit_train_batches=1", "export.enabled=false"]
     result = speechrnn("train", "-m", *fast, "model.hidden_size=0,8", f"hydra.sweep.dir={tmp_path}",
@@ -140,11 +142,13 @@ def clip(run) -> Path:
 
 # -- item 4/12: eval ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_eval_names_an_unknown_override_with_the_closest_setting(run, tmp_path):
     line = one_line_error(speechrnn("eval", run, "data.rooot=/x", cwd=tmp_path), 2)
     assert line == "speechrnn eval: error: unknown setting data.rooot; did you mean data.root?"
 
 
+@pytest.mark.slow
 def test_eval_prints_the_accuracy_then_says_it_could_not_save_it(run, tmp_path):
     report = run / "eval_test.json"
     report.symlink_to("/dev/full")  # a write that fails as on a full or read-only disk, even as root
@@ -160,12 +164,14 @@ def test_eval_prints_the_accuracy_then_says_it_could_not_save_it(run, tmp_path):
 
 # -- item 12: predict into a full disk, detect's numbers ------------------------------------------
 
+@pytest.mark.slow
 def test_predict_into_a_full_disk_says_so_in_one_line(run, clip, tmp_path):
     with open("/dev/full", "w") as full:
         result = speechrnn("predict", run / "model.onnx", clip, cwd=tmp_path, stdout=full)
     assert one_line_error(result, 1) == "speechrnn predict: error: cannot write the output: No space left on device"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option, value", [("--smooth", "nan"), ("--smooth", "inf"), ("--hop", "nan"),
                                            ("--hop", "inf"), ("--threshold", "nan")])
 def test_detect_refuses_a_number_that_is_not_finite(run, clip, tmp_path, option, value):
@@ -174,22 +180,25 @@ def test_detect_refuses_a_number_that_is_not_finite(run, clip, tmp_path, option,
     assert result.stderr.strip().splitlines()[-1].endswith(f"argument {option}: '{value}' is not a finite number")
 
 
+@pytest.mark.slow
 def test_detect_refuses_a_restart_shorter_than_a_frame(run, clip, tmp_path):
     result = speechrnn("detect", run / "model.streaming.onnx", clip, "--restart", "0.00001", cwd=tmp_path)
     assert "restart=1e-05 s (--restart) is shorter than one frame of the model (0.01 s)" in one_line_error(result, 2)
 
 
+@pytest.mark.slow
 def test_detect_refuses_more_threads_than_cores(run, clip, tmp_path):
     result = speechrnn("detect", run / "model.onnx", clip, "--threads", "100000", cwd=tmp_path, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"--threads must be 1 to {os.cpu_count()}" in result.stderr
 
 
-def test_the_runtime_refuses_more_threads_than_cores(run):
+def test_the_runtime_refuses_more_threads_than_cores(tmp_path):
     from speechrnn.runtime import Recognizer
 
+    model = tiny_onnx(tmp_path / "model.onnx", ["yes", "no"])  # any model: no need to train one
     with pytest.raises(UsageError, match=f"threads=100000: use 1 to {os.cpu_count()}"):
-        Recognizer(run / "model.onnx", threads=100000)
+        Recognizer(model, threads=100000)
 
 
 # -- item 12: checkpoints whose config is invalid or does not fit the weights ----------------------
@@ -201,6 +210,7 @@ def edited_checkpoint(run: Path, tmp_path: Path, edit) -> Path:
     return tmp_path / "edited.pt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("edit, needle", [
     (lambda s: s["config"]["model"].update(hidden_size=-1), "config is not a valid speechrnn config .*hidden_size=-1"),
     (lambda s: s["config"]["model"].update(hiden_size=8), "config is not a valid speechrnn config .*hiden_size"),
@@ -216,6 +226,7 @@ def test_a_checkpoint_that_does_not_describe_its_weights_is_a_speechrnn_error(ru
 
 # -- items 4 and 5: sweep storage -----------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("url, needle", [
     ("postgres://me:secret@127.0.0.1:1/db", "sweep.storage=postgres://me@127.0.0.1:1/db: cannot use the database (connection"),
     ("postgresql://me:secret@127.0.0.1:1/db", "sweep.storage=postgresql://me@127.0.0.1:1/db: cannot use the database (connection"),
@@ -229,6 +240,7 @@ def test_sweep_storage_errors_are_one_line_without_the_password(tmp_path, url, n
     assert "secret" not in result.stderr + (tmp_path / sweep.STUDY_FILE).read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres"])
 def test_the_documented_postgresql_url_reaches_the_server(postgres_url, tmp_path, scheme):
     url = postgres_url.replace("postgresql+psycopg2", scheme)  # postgresql://postgres@127.0.0.1:PORT/postgres
