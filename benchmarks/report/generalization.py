@@ -139,16 +139,17 @@ def ablation(result: dict) -> str:
                 ", then `python -m benchmarks.report`.*")
     rows = [("the recipe as it ships", parts["default"]),
             *parts.get("ablation", {}).get("variants", {}).items()]
+    kinds = list(parts["default"]["silence_share"])
     lines = ["| default recipe | seeds | synthetic test | FSDD -> `_unknown_` | false keywords / h "
-             "of real noise | digital silence -> `_silence_` | measured at |",
-             "|---|---|---|---|---|---|---|"]
+             "of real noise | " + " | ".join(f"{kind} -> `_silence_`" for kind in kinds)
+             + " | measured at |", "|---|" + "---|" * (5 + len(kinds))]
     for name, row in rows:
         changed = "".join(f" `{o}`" for o in row.get("overrides", []))
         measured = row.get("meta", result["meta"])
+        silence = " | ".join(_pct(row["silence_share"][kind]) for kind in kinds)
         lines.append(f"| {name}{changed} | {len(row['seeds'])} | {_pct(row['test_accuracy'])} | "
                      f"{_pct(row['fsdd_unknown_share'])} | "
-                     f"{_spread(row['false_keywords_per_hour'])} | "
-                     f"{_pct(row['silence_share']['digital silence'])} | "
+                     f"{_spread(row['false_keywords_per_hour'])} | {silence} | "
                      f"`{measured['commit']}` |")
     commands = [f"`{row['command']}`" for _, row in rows]
     return "\n".join([*lines, "", "Reproduce with " + "; ".join(commands) + " (each at its commit)."])
