@@ -58,6 +58,7 @@ def test_train_refuses_a_bad_setting_in_one_line_before_reading_data(tmp_path, o
     assert not (tmp_path / "config.yaml").exists() and not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow  # a CLI subprocess
 def test_an_error_in_the_job_is_also_in_the_runs_train_log(tmp_path):
     result = speechrnn("train", *FSDD_MISSING, "model.hidden_size=-3", f"hydra.run.dir={tmp_path}", cwd=tmp_path)
     assert "model.hidden_size=-3 is out of range" in one_line_error(result, 2)
