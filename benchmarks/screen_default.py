@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import meta, runs
-from benchmarks.bench_generalization import DEFAULT_MODEL, FSDD, fsdd_truth, model, predicted
+from benchmarks.bench_generalization import DEFAULT_MODEL, FSDD, fsdd_files, model, predicted
 from speechrnn.data.fsdd import NAME
 from speechrnn.labels import UNKNOWN
 
@@ -35,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides of the default recipe")
     parser.add_argument("--fsdd", type=Path, default=FSDD, help="the FSDD recordings folder")
     args = parser.parse_args(argv)
-    files, _ = fsdd_truth(args.fsdd)
-    dev = [p for p in files if NAME.match(p.name)["speaker"] in DEV_SPEAKERS]
+    dev = [p for p in fsdd_files(args.fsdd) if NAME.match(p.name)["speaker"] in DEV_SPEAKERS]
     if not dev:
         raise SystemExit(f"{args.fsdd}: no clips of {', '.join(DEV_SPEAKERS)}; pass --fsdd")
 

@@ -15,8 +15,8 @@ def _seeds(rows: list[dict]) -> str:
     return f"{len(rows)} seed{'s' * (len(rows) != 1)}"
 
 
-def _spread(spread: dict, unit: str = "") -> str:
-    return f"{spread['mean']:.1f} ± {spread['std']:.1f}{unit}"
+def _spread(spread: dict) -> str:
+    return f"{spread['mean']:.1f} ± {spread['std']:.1f}"
 
 
 def _target(met: bool, text: str) -> str:
@@ -49,7 +49,7 @@ def _synth2real(part: dict, targets: dict) -> list[str]:
 
 def _false_keywords(part: dict, targets: dict) -> str:
     false, limit = part["false_keywords_per_hour"], targets["false_keywords_per_hour"]
-    return (f"{false['mean']:.1f} ± {false['std']:.1f} false keywords per hour of held-out real "
+    return (f"{_spread(false)} false keywords per hour of held-out real "
             f"noise ({part['seeds'][0]['noise_seconds'] / 60:.1f} min; "
             f"{_target(false['mean'] <= limit, f'<= {limit:g}')})")
 
