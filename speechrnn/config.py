@@ -301,6 +301,24 @@ class ExportConfig(Section):
     streaming: bool = False
 
 
+@dataclass
+class StreamConfig(Section):
+    """Training for a stream that never restarts (speechrnn/data/stream.py, speechrnn/streamloss.py):
+    each example is ``seconds`` of audio holding ``words`` clips of the train split cut to their
+    speech, at random offsets, over a bed of noise; the loss is the max-pooling loss over the
+    model's per-frame outputs, so a keyword must win at one frame between its start and
+    ``delay_seconds`` after its end, and every other frame is pushed to _silence_ or _unknown_."""
+
+    enabled: bool = False
+    seconds: float = ranged(6.0, gt=0, le=60)
+    words: int = ranged(5, ge=1, le=64)
+    delay_seconds: float = ranged(0.3, ge=0, le=2)
+    # The bed of noise under a whole sequence (noise files of augment.noise_dir or the data's
+    # noise folder), drawn with probability augment.noise_prob at an RMS level in this range.
+    noise_dbfs_min: float = ranged(-60.0, le=0)
+    noise_dbfs_max: float = ranged(-25.0, le=0)
+
+
 class ParamType(str, Enum):
     float = "float"
     int = "int"
@@ -375,6 +393,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     # Set by `speechrnn sweep` (the search space); absent for plain training.
     sweep: Optional[SweepConfig] = None
 
@@ -552,11 +571,33 @@ def _data_rules(data: Any) -> list[str]:
     return []
 
 
-SECTION_RULES = {"augment": _augment_rules, "data": _data_rules}
+def _stream_rules(stream: Any) -> list[str]:
+    if stream.noise_dbfs_min > stream.noise_dbfs_max:
+        return [f"stream.noise_dbfs_min={stream.noise_dbfs_min} is above stream.noise_dbfs_max="
+                f"{stream.noise_dbfs_max}; swap them"]
+    return []
+
+
+SECTION_RULES = {"augment": _augment_rules, "data": _data_rules, "stream": _stream_rules}
+
+
+def _streamed_model_rules(cfg: Any) -> list[str]:
+    """stream.enabled trains the per-frame outputs of a causal model, one state per sequence."""
+    if not cfg.stream.enabled:
+        return []
+    needs = {"model.pooling": (cfg.model.pooling, "last"),
+             "model.bidirectional": (cfg.model.bidirectional, False),
+             "features.normalize": (cfg.features.normalize, False),
+             "features.deltas": (cfg.features.deltas, 0),
+             "data.silence": (cfg.data.silence, True)}
+    return [f"stream.enabled=true needs {key}={str(want).lower()} (it is {getattr(value, 'value', value)}); "
+            f"set {key}={str(want).lower()} or stream.enabled=false"
+            for key, (value, want) in needs.items() if getattr(value, "value", value) != want]
 
 
 def _rules(cfg: Any) -> list[str]:
     problems = [problem for name, rule in SECTION_RULES.items() for problem in rule(getattr(cfg, name))]
+    problems += _streamed_model_rules(cfg)
     device = str(cfg.trainer.device)
     if device != "auto":
         import torch  # slow to import, and the train command's tab completion loads this module

@@ -21,7 +21,6 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.parallel import DistributedDataParallel
@@ -30,11 +29,11 @@ from tqdm import tqdm
 
 from . import checkpoint, reports, tracking
 from .config import Config, Optimizer, OptimConfig, Schedule, SchedulerConfig, plain, validate
-from .data import build_datasets, build_splits, make_loader
+from .data import build_datasets, build_splits, build_stream_datasets, make_loader
 from .data.validate import check_clips
 from .devices import init_distributed, rng_state, seed_everything, set_rng_state
 from .errors import SpeechRNNError, UsageError
-from .evaluate import evaluate_split
+from .streamloss import ClipObjective, StreamObjective
 from .export import export_after_training
 from .models import build_model, count_parameters
 
@@ -226,7 +225,13 @@ class Trainer:
         for split, clips in self.splits.items():
             if not clips:
                 raise SpeechRNNError(f"data: the {split} split is empty; check data.root and the split settings")
-        self.datasets = build_datasets(cfg.data, cfg.augment, self.splits, cfg.trainer.seed)
+        if cfg.stream.enabled:
+            self.datasets = build_stream_datasets(cfg.data, cfg.augment, cfg.stream, self.splits,
+                                                  cfg.features.hop_length, cfg.trainer.seed)
+            self.objective = StreamObjective()
+        else:
+            self.datasets = build_datasets(cfg.data, cfg.augment, self.splits, cfg.trainer.seed)
+            self.objective = ClipObjective()
         # Also for one process: its order depends only on (seed, epoch), so a resume is exact.
         self.sampler = DistributedSampler(self.datasets["train"], num_replicas=self.dist.world_size,
                                           rank=self.dist.rank, shuffle=True, seed=cfg.trainer.seed)
@@ -326,13 +331,11 @@ class Trainer:
         start = time.perf_counter()
         bar = tqdm(total=self.steps_per_epoch, desc=f"epoch {self.epoch + 1}/{self.cfg.trainer.epochs}",
                    disable=not (self.cfg.trainer.progress and self.dist.is_main), leave=False, dynamic_ncols=True)
-        for batch_index, (waves, labels) in enumerate(self.train_loader):
+        for batch_index, batch in enumerate(self.train_loader):
             if batch_index >= self.steps_per_epoch:
                 break
-            waves, labels = waves.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
             with torch.autocast(device_type=self.device.type, enabled=self.amp):
-                logits = self.net(waves)
-                loss = F.cross_entropy(logits.float(), labels)
+                loss, batch_correct, batch_seen = self.objective.step(self.net, batch, self.device)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)
@@ -343,10 +346,9 @@ class Trainer:
             if self.scheduler is not None:
                 self.scheduler.step()
             self.step += 1
-            batch = len(labels)
-            total_loss += loss.item() * batch
-            correct += (logits.argmax(dim=1) == labels).sum().item()
-            seen += batch
+            total_loss += loss.item() * batch_seen
+            correct += batch_correct
+            seen += batch_seen
             record = {"step": self.step, "epoch": self.epoch + 1, "train/loss": loss.item(),
                       "train/grad_norm": float(grad_norm), "lr": self.optimizer.param_groups[0]["lr"]}
             self.metrics.add("step", record)
@@ -361,7 +363,7 @@ class Trainer:
                 "train/clips_per_s": seen * self.dist.world_size / seconds, "epoch_seconds": seconds}
 
     def validate(self) -> dict:
-        result = evaluate_split(self.model, self.eval_loaders["val"], self.device, self.labels)
+        result = self.objective.evaluate(self.model, self.eval_loaders["val"], self.device, self.labels)
         return {"val/loss": result["loss"], "val/acc": result["accuracy"]}
 
     def run(self) -> dict:
@@ -434,7 +436,7 @@ class Trainer:
     def test_and_report(self) -> dict:
         best = checkpoint.load(self.ckpt_dir / "best.pt", map_location=self.device)
         self.model.load_state_dict(best["model"])
-        test = evaluate_split(self.model, self.eval_loaders["test"], self.device, self.labels)
+        test = self.objective.evaluate(self.model, self.eval_loaders["test"], self.device, self.labels)
         epochs = self.metrics.epochs
         summary = {
             "test_accuracy": test["accuracy"],

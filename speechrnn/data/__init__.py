@@ -17,17 +17,18 @@ from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
-from ..config import AugmentConfig, DataConfig
+from ..config import AugmentConfig, DataConfig, StreamConfig
 from ..errors import SpeechRNNError
 from . import folder, fsdd, speech_commands
-from .augment import build_transform
+from .augment import NoiseBank, build_transform
 from .base import (SILENCE, UNKNOWN, Clip, ClipDataset, Splits, WaveTransform, absolute,
                    stable_hash)
 from .probe import wrap
+from .stream import StreamDataset
 from .synthetic import DIGIT_WORDS, ensure_rendered
 
 __all__ = ["SILENCE", "UNKNOWN", "Clip", "ClipDataset", "Splits", "WaveTransform", "stable_hash",
-           "build_splits", "build_datasets", "make_loader", "data_root"]
+           "build_splits", "build_datasets", "build_stream_datasets", "make_loader", "data_root"]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,16 @@ def build_datasets(data: DataConfig, augment: AugmentConfig, splits: Splits,
     if data.probe_delay_seconds is not None:  # memory probe: word, then noise
         datasets = wrap(data, noise_dir, datasets)
     return datasets
+
+
+def build_stream_datasets(data: DataConfig, augment: AugmentConfig, stream: StreamConfig,
+                          splits: Splits, hop_length: int, seed: int = 0) -> dict[str, StreamDataset]:
+    """``build_datasets``' clips as long sequences (speechrnn/data/stream.py), one dataset per
+    split; only train's clips are augmented, every split gets the bed of noise."""
+    noise_dir = augment.noise_dir or splits.noise_dir
+    noise = NoiseBank(noise_dir) if noise_dir is not None and augment.noise_prob > 0 else None
+    return {split: StreamDataset(clips, stream, hop_length, noise, augment.noise_prob, seed)
+            for split, clips in build_datasets(data, augment, splits, seed).items()}
 
 
 def make_loader(dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int, seed: int,

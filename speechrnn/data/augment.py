@@ -253,6 +253,20 @@ def _first_order_shelf(hz: float, sample_rate: int, gain: float) -> np.ndarray:
     return np.array([(k + gain) / (k + 1), (k - gain) / (k + 1), 0.0, 1.0, (k - 1) / (k + 1), 0.0])
 
 
+def speech_span(samples: np.ndarray, sample_rate: int) -> Optional[tuple[int, int]]:
+    """The samples [first, last) of the speech in a clip: the span of 10 ms frames louder than
+    both 30 dB below the loudest frame and 6 dB above the median frame (the noise, when speech
+    fills less than half the clip); None when the clip is silent or as loud throughout."""
+    hop = sample_rate // 100
+    frames = samples[: samples.shape[-1] // hop * hop].reshape(-1, hop)
+    level = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+    threshold = max(level.max(initial=0.0) * 10 ** (-30 / 20), np.median(level) * 10 ** (6 / 20))
+    loud = np.flatnonzero(level > threshold)
+    if loud.size == 0:
+        return None
+    return int(loud[0] * hop), int((loud[-1] + 1) * hop)
+
+
 @dataclass
 class Endpoint:
     """With probability ``prob``, the clip as an endpointed recording (a corpus of trimmed
@@ -261,8 +275,7 @@ class Endpoint:
     when negative (a trimmer that clips a weak onset such as the /s/ of "six"), and ends
     ``TRAIL_SECONDS`` after it.
 
-    Speech is the span of 10 ms frames louder than both 30 dB below the loudest frame and 6 dB
-    above the median frame (the noise, when speech fills less than half the clip)."""
+    Speech is where ``speech_span`` finds it."""
 
     sample_rate: int
     prob: float
@@ -272,14 +285,10 @@ class Endpoint:
     def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() >= self.prob:
             return samples
-        hop = self.sample_rate // 100
-        frames = samples[: samples.shape[-1] // hop * hop].reshape(-1, hop)
-        level = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
-        threshold = max(level.max(initial=0.0) * 10 ** (-30 / 20), np.median(level) * 10 ** (6 / 20))
-        loud = np.flatnonzero(level > threshold)
-        if loud.size == 0:  # silent, or as loud throughout: nothing to cut
+        span = speech_span(samples, self.sample_rate)
+        if span is None:  # silent, or as loud throughout: nothing to cut
             return samples
-        first, last = loud[0] * hop, (loud[-1] + 1) * hop
+        first, last = span
         lead, trail = rng.uniform(*self.LEAD_SECONDS), rng.uniform(*self.TRAIL_SECONDS)
         # A clipped onset never takes more than half the speech.
         start = int(np.clip(first - round(lead * self.sample_rate), 0, (first + last) // 2))

@@ -37,6 +37,9 @@ class KeywordClassifier(nn.Module):
         """[B, T, F] -> [B, T, D] per-frame encoder outputs, before pooling."""
         return self.encoder.frames(feats)
 
-    def forward(self, wave: Tensor) -> Tensor:
-        """[B, S] waveform -> [B, num_labels] logits."""
+    def forward(self, wave: Tensor, per_frame: bool = False) -> Tensor:
+        """[B, S] waveform -> [B, num_labels] logits; with ``per_frame``, [B, T, num_labels]:
+        the head on every frame's encoder output, what a streaming export gives frame by frame."""
+        if per_frame:
+            return self.head(self.encoder.dropout(self.encode_frames(self.features(wave))))
         return self.head(self.encoder(self.features(wave)))

@@ -1,0 +1,80 @@
+"""What a training step optimises and how a split is scored: clips (one label a clip, the
+pooled output) or streams (speechrnn/data/stream.py: per-frame targets, the max-pooling loss).
+
+Max-pooling loss (Sun et al., "Max-pooling loss training of LSTM networks for small-footprint
+keyword spotting", 2016): a keyword occurrence needs no frame alignment, only a window; its loss
+is the cross-entropy at the one frame of the window where the keyword's posterior is highest.
+Every frame outside keyword windows gets a frame-wise cross-entropy towards its own target
+(``_silence_``, ``_unknown_``). The two means are added, so the few keyword windows weigh as
+much as the many background frames. The logits are the model's per-frame outputs
+(``KeywordClassifier(wave, per_frame=True)``), the ones the streaming export gives frame by frame.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .data.stream import IGNORE
+from .evaluate import accuracy, confusion, evaluate_split, per_class_scores
+
+
+def max_pooling_loss(logits: Tensor, frames: Tensor, windows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``logits`` [B, T, C], ``frames`` [B, T] (targets or IGNORE), ``windows`` [B, K, 3]
+    (first frame, last frame, label; label -1 pads) -> (loss, each window's label [N], the
+    class predicted at each window's chosen frame [N])."""
+    log_probs = F.log_softmax(logits.float(), dim=-1)
+    frames = frames[:, : log_probs.shape[1]]
+    background = F.cross_entropy(log_probs.transpose(1, 2), frames, ignore_index=IGNORE,
+                                 reduction="sum")
+    counted = (frames != IGNORE).sum()
+    batch, slot = torch.nonzero(windows[..., 2] >= 0, as_tuple=True)
+    first, last, label = windows[batch, slot].unbind(-1)
+    steps = torch.arange(log_probs.shape[1], device=logits.device)
+    inside = (steps >= first[:, None]) & (steps <= last[:, None])  # [N, T]
+    target = log_probs[batch, :, label]  # [N, T]: each window's keyword at every frame
+    best = target.masked_fill(~inside, -torch.inf).argmax(dim=1)
+    keyword = -target.gather(1, best[:, None]).squeeze(1)
+    loss = background / counted.clamp(min=1)
+    if len(label):
+        loss = loss + keyword.mean()
+    predicted = log_probs[batch, best].argmax(dim=-1)
+    return loss, label, predicted
+
+
+class ClipObjective:
+    """One label a clip, scored on the pooled output."""
+
+    def step(self, net, batch, device) -> tuple[Tensor, int, int]:
+        waves, labels = (t.to(device, non_blocking=True) for t in batch)
+        logits = net(waves)
+        return F.cross_entropy(logits.float(), labels), int((logits.argmax(1) == labels).sum()), len(labels)
+
+    def evaluate(self, model, loader, device, labels: list[str]) -> dict:
+        return evaluate_split(model, loader, device, labels)
+
+
+class StreamObjective:
+    """Long sequences, the max-pooling loss on per-frame outputs; the accuracy counts keyword
+    occurrences whose chosen frame names them."""
+
+    def step(self, net, batch, device) -> tuple[Tensor, int, int]:
+        waves, frames, windows = (t.to(device, non_blocking=True) for t in batch)
+        loss, label, predicted = max_pooling_loss(net(waves, per_frame=True), frames, windows)
+        return loss, int((predicted == label).sum()), len(label)
+
+    @torch.no_grad()
+    def evaluate(self, model, loader, device, labels: list[str]) -> dict:
+        model.eval()
+        total, batches, truth, guesses = 0.0, 0, [], []
+        for batch in loader:
+            loss, label, predicted = max_pooling_loss(
+                model(batch[0].to(device), per_frame=True), batch[1].to(device), batch[2].to(device))
+            total, batches = total + float(loss), batches + 1
+            truth.append(label.cpu())
+            guesses.append(predicted.cpu())
+        truth_np, guesses_np = torch.cat(truth).numpy(), torch.cat(guesses).numpy()
+        matrix = confusion(guesses_np, truth_np, len(labels))
+        return {"loss": total / max(batches, 1), "accuracy": accuracy(guesses_np, truth_np),
+                "confusion": matrix, "per_class": per_class_scores(matrix, labels)}

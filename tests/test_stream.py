@@ -1,0 +1,125 @@
+"""Training for a stream that never restarts: the long sequences built from real FSDD clips and
+real noise (speechrnn/data/stream.py), the max-pooling loss (speechrnn/streamloss.py), the
+per-frame path it trains against the streaming ONNX export, the metadata and card that say so,
+and `speechrnn detect` running such a model with one state and giving each event out early."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from benchmarks.detection_eval import assemble
+from speechrnn import audio, card
+from speechrnn.config import compose_config, plain
+from speechrnn.data import SILENCE, UNKNOWN, build_splits, build_stream_datasets
+from speechrnn.data.stream import IGNORE
+from speechrnn.detect import Event, EventTracker, Posteriors, Settings, detect
+from speechrnn.errors import UsageError
+from speechrnn.export import export_model
+from speechrnn.runtime import StreamingRecognizer, open_model
+from speechrnn.streamloss import max_pooling_loss
+from speechrnn.training import fit
+from helpers import tiny_model
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+DIGITS = [str(d) for d in range(10)]
+
+
+def stream_config(fsdd_root, noise_root, *overrides: str):
+    return compose_config(["recipe=fsdd/kws_stream", f"data.root={fsdd_root}",
+                           f"data.noise_dir={noise_root}", *overrides])
+
+
+@pytest.fixture(scope="module")
+def sequences(fsdd_root, noise_root):
+    cfg = OmegaConf.to_object(stream_config(fsdd_root, noise_root))
+    splits = build_splits(cfg.data)
+    make = lambda: build_stream_datasets(cfg.data, cfg.augment, cfg.stream, splits,  # noqa: E731
+                                         cfg.features.hop_length, seed=0)
+    return cfg, splits.labels, make
+
+
+def test_sequences_put_the_words_where_their_windows_say(sequences):
+    cfg, labels, make = sequences
+    datasets = make()
+    val = datasets["val"]  # clips as recorded (no augmentation), the bed of noise on top
+    hop, rate = cfg.features.hop_length, cfg.data.sample_rate
+    inside, outside = [], []
+    for i in range(8):
+        wave, frames, windows = val[i]
+        assert wave.shape == (round(cfg.stream.seconds * rate),)
+        assert frames.shape == (len(wave) // hop + 1,)
+        kept = windows[windows[:, 2] >= 0].numpy()
+        assert len(kept) >= 3  # most of the 5 clips are digits (a few are _silence_)
+        assert set(frames.unique().tolist()) <= {IGNORE, labels.index(SILENCE)}  # no _unknown_ in FSDD
+        ignored = np.zeros(len(frames), bool)
+        for first, last, label in kept:
+            assert 0 <= first < last < len(frames) and labels[label] in DIGITS
+            assert (frames[first : last + 1] == IGNORE).all()
+            ignored[first : last + 1] = True
+            # The word is at the start of its window (the rest is the allowed delay).
+            inside.append(float(wave[first * hop : first * hop + rate // 4].square().mean()))
+        assert (frames[~ignored] == labels.index(SILENCE)).all()  # every other frame: background
+        for k in range(0, len(wave) - rate // 4, rate // 4):
+            if not ignored[k // hop : (k + rate // 4) // hop + 1].any():
+                outside.append(float(wave[k : k + rate // 4].square().mean()))
+    # Background holds _silence_ clips (noise recordings at their own level) as well as the gaps.
+    assert outside and np.median(inside) > 5 * np.median(outside), (np.median(inside), np.median(outside))
+
+    # Reproducible from (seed, epoch, index), whoever builds the dataset; another epoch differs.
+    again = make()["train"]
+    first = datasets["train"][3]
+    assert all(torch.equal(a, b) for a, b in zip(first, again[3]))
+    again.set_epoch(1)
+    assert not torch.equal(first[0], again[3][0])
+
+
+def test_max_pooling_loss_scores_the_best_frame_of_each_window():
+    silence = 2
+    frames = torch.tensor([[silence, IGNORE, IGNORE, IGNORE, silence, silence]])
+    windows = torch.tensor([[[1, 3, 0], [-1, -1, -1]]])  # label 0 from frame 1 to 3; padding
+    logits = torch.zeros(1, 6, 3)
+    logits[0, 1:4, 0] = torch.tensor([0.5, 2.0, 1.0])  # label 0 is likeliest at frame 2
+    logits[0, [0, 4, 5], silence] = torch.tensor([1.0, 3.0, -1.0])
+    logits.requires_grad_(True)
+    loss, label, predicted = max_pooling_loss(logits, frames, windows)
+    log_probs = torch.log_softmax(logits.detach(), -1)[0]
+    background = -log_probs[[0, 4, 5], silence].mean()
+    assert loss.item() == pytest.approx(float(background - log_probs[2, 0]), abs=1e-6)
+    assert label.tolist() == [0] and predicted.tolist() == [0]
+    loss.backward()
+    grad = logits.grad[0].abs().sum(-1)
+    # Within the window only the chosen frame learns; no keyword frame is pushed to background.
+    assert grad[2] > 0 and grad[1] == 0 and grad[3] == 0
+    assert (grad[[0, 4, 5]] > 0).all()
+
+
+def test_streaming_settings_are_checked_at_composition(fsdd_root, noise_root):
+    stream_config(fsdd_root, noise_root)  # the recipe composes as it is
+    compose_config(["recipe=synthetic/kws_stream"])
+    for override, needle in [("model.pooling=mean", "stream.enabled=true needs model.pooling=last"),
+                             ("features.normalize=true", "needs features.normalize=false"),
+                             ("stream.words=0", "stream.words=0 is out of range"),
+                             ("stream.noise_dbfs_min=-10", "stream.noise_dbfs_min=-10.0 is above")]:
+        with pytest.raises(UsageError, match=needle):
+            stream_config(fsdd_root, noise_root, override)
+
+
+def test_the_streaming_export_gives_the_frames_training_scores(fsdd_root, tmp_path):
+    model, cfg = tiny_model("features.normalize=false", "model.pooling=last", labels=DIGITS)
+    path = export_model(model, cfg.data, tmp_path / "model.onnx", streaming=True)
+    wave = np.concatenate([audio.load(p, cfg.data.sample_rate)
+                           for p in sorted(fsdd_root.glob("3_*.wav"))[:3]]).astype(np.float32)
+    with torch.no_grad():
+        want = model(torch.from_numpy(wave)[None], per_frame=True)[0].numpy()
+    stream = StreamingRecognizer(path, threads=1)
+    steps = [stream.push(chunk) for chunk in np.array_split(wave, 9)] + [stream.flush()]
+    got = np.concatenate([step.logits for step in steps])
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=1e-4)
