@@ -33,9 +33,18 @@ def test_split(data: dict) -> str:
 
 
 def known_limits(data: dict, labels: list[str], accuracy: Optional[float],
-                 test_clips: Optional[int], quantize: str) -> list[str]:
-    limits = [f"Trained on {data['clip_seconds']:g} s clips at {data['sample_rate']} Hz: longer "
-              "audio is cut to its centre (`speechrnn detect` scans long recordings)."]
+                 test_clips: Optional[int], quantize: str,
+                 stream_training: Optional[dict] = None) -> list[str]:
+    if stream_training:
+        limits = [f"Trained for streaming: its per-frame outputs on {stream_training['seconds']:g} s "
+                  f"sequences of up to {stream_training['words']} clips at {data['sample_rate']} Hz, "
+                  "a keyword expected within "
+                  f"{stream_training['delay_seconds']:g} s of its end (max-pooling loss); its "
+                  "--streaming export runs one state through a whole recording. Its test accuracy "
+                  "counts keyword occurrences in such sequences, not clips."]
+    else:
+        limits = [f"Trained on {data['clip_seconds']:g} s clips at {data['sample_rate']} Hz: longer "
+                  "audio is cut to its centre (`speechrnn detect` scans long recordings)."]
     others = (f"other words should come out as {UNKNOWN}" if UNKNOWN in labels
               else "any other word is forced onto one of them")
     quiet = "" if SILENCE in labels else ", and so is silence or noise"
@@ -54,8 +63,10 @@ def known_limits(data: dict, labels: list[str], accuracy: Optional[float],
     return limits
 
 
-def build(data: dict, labels: list[str], summary: dict, *, quantize: str) -> dict[str, Any]:
-    """The card of a model exported from a run with these plain ``data`` settings and ``summary``."""
+def build(data: dict, labels: list[str], summary: dict, *, quantize: str,
+          stream_training: Optional[dict] = None) -> dict[str, Any]:
+    """The card of a model exported from a run with these plain ``data`` settings and
+    ``summary``, and its plain ``stream`` settings if it was trained on streams."""
     clips = summary.get("clips") or {}
     accuracy = summary.get("test_accuracy")
     accuracy = float(accuracy) if isinstance(accuracy, (int, float)) else None
@@ -69,7 +80,9 @@ def build(data: dict, labels: list[str], summary: dict, *, quantize: str) -> dic
         "labels": list(labels),
         "test_accuracy": None if accuracy is None else {
             "value": accuracy, "split": test_split(data), "clips": clips.get("test")},
-        "limits": known_limits(data, list(labels), accuracy, clips.get("test"), quantize),
+        "stream_training": stream_training,
+        "limits": known_limits(data, list(labels), accuracy, clips.get("test"), quantize,
+                               stream_training),
         "overrides": list(summary.get("overrides") or []),
     }
 
@@ -107,6 +120,11 @@ def render(info: ModelInfo) -> str:
     where = f" at {_printable(data['root'])}" if data.get("root") else ""
     lines.append(f"training data: {_printable(data.get('source', '?'))}{where}"
                  + (f" ({counts} clips)" if counts else ""))
+    stream = card.get("stream_training")
+    if stream:
+        lines.append(f"trained for streaming: {stream['seconds']:g} s sequences of up to "
+                     f"{stream['words']} clips, max-pooling loss, keyword within "
+                     f"{stream['delay_seconds']:g} s of its end; detect never restarts its state")
     if card.get("overrides"):
         lines.append(f"trained with: speechrnn train {' '.join(map(_printable, card['overrides']))}")
     accuracy = card.get("test_accuracy")

@@ -8,8 +8,11 @@ model file:
   every ``hop`` seconds. Each window is the kind of input the model was trained on, and each
   posterior is about one window's audio.
 - a ``--streaming`` export: the streaming model's per-frame outputs (``FramePooling``), every
-  10 ms. A model trained on 1 s clips never saw a recurrent state that had run for minutes,
-  and on one never-reset stream it drifts. So the state restarts every ``restart`` seconds, on
+  10 ms. A model trained for streaming (``stream.enabled``: long sequences, the max-pooling
+  loss; its metadata says so in ``stream_training``) runs one state through the whole
+  recording, never reset: the audio's cost once, in constant memory. A model trained on 1 s
+  clips never saw a recurrent state that had run for minutes,
+  and on one never-reset stream it drifts. So its state restarts every ``restart`` seconds, on
   segments that overlap by one clip length: every frame's state has heard between one clip
   and one clip plus ``restart`` seconds, at (clip + restart) / restart times the cost of the
   audio. The closer to one clip, the closer to what the model trained on (and the better its
@@ -26,7 +29,9 @@ active when its best keyword (``_silence_`` and ``_unknown_`` are never keywords
 one keyword at most ``merge`` seconds apart are one event. An event spans the audio that the
 posteriors of all its steps are about (their intersection), so events never overlap; each is
 ``{"label", "start", "end", "score"}`` in seconds, ``score`` the highest smoothed posterior
-of its keyword in it.
+of its keyword in it. For a model trained for streaming, an event is given out as soon as its
+run is over (``EventTracker(eager=True)``): a later event starts where it ends, instead of it
+ending where a later one starts, which would hold every event back by one clip length.
 """
 
 from __future__ import annotations
@@ -214,15 +219,16 @@ class EventTracker:
     above and no other keyword beats it above ``threshold``; runs of one keyword whose steps
     are at most ``merge`` seconds apart are one event. An event spans the audio that all of
     its steps' posteriors are about (their intersection; their union when that is empty), cut
-    short where the next event begins, so events never overlap."""
+    short where the next event begins, so events never overlap. With ``eager``, an event is
+    given out once no later run can merge with it, and the next one begins where it ends."""
 
     def __init__(self, labels: list[str], threshold: float, release: float, smooth: int,
-                 merge: float):
+                 merge: float, eager: bool = False):
         self.labels = labels
         self.keywords = np.array([label not in NOT_KEYWORDS for label in labels])
         if not self.keywords.any():
             raise SpeechRNNError(f"the model's labels {labels} hold no keyword to detect")
-        self.threshold, self.release, self.merge = threshold, release, merge
+        self.threshold, self.release, self.merge, self.eager = threshold, release, merge, eager
         self.before, self.after = (smooth - 1) // 2, smooth - 1 - (smooth - 1) // 2
         self.raw = np.zeros((0, len(labels)), np.float32)  # steps not yet smoothed + context
         self.spans = np.zeros((0, 2))
@@ -286,7 +292,7 @@ class EventTracker:
         next_first = self.run["first"] if self.run is not None else span
         event = self._event(self.pending)
         if next_first.mean() - self.pending["last"].mean() <= self.merge + 1e-9 or \
-                next_first[0] < event.end:
+                (next_first[0] < event.end and not self.eager):
             return []
         self.pending = None
         return self._emit(event)
@@ -322,6 +328,9 @@ class EventTracker:
 
 # --------------------------------------------------------------------------- command line
 
+CLIP_RESTART = 0.25  # seconds between fresh states for a streaming model trained on clips
+
+
 @dataclass(frozen=True)
 class Settings:
     # threshold: chosen on benchmarks/bench_inference.py's hour of FSDD test digits (precision
@@ -335,7 +344,9 @@ class Settings:
     smooth: float = 0.3  # seconds of moving average
     merge: float = 0.0  # seconds between runs of one keyword that make one event
     hop: float = 0.1  # plain models: seconds between windows
-    restart: Optional[float] = 0.25  # streaming models: seconds between fresh states (None: never)
+    # Streaming models: seconds between fresh states, 0 for never; None: the model's own (never
+    # for a model trained for streaming, CLIP_RESTART for one trained on clips).
+    restart: Optional[float] = None
     block: float = 10.0  # seconds of audio decoded at a time
 
 
@@ -372,8 +383,11 @@ def detect_stream(model: str | os.PathLike, blocks_at: Callable[[int], Iterable[
                                  "per-frame posterior; detect with its plain export instead")
         runner = StreamingRecognizer(model, threads)
         step = runner.hop / rate
-        restart = None if settings.restart is None else round(settings.restart * rate)
-        if restart is not None and restart < runner.hop:
+        seconds = settings.restart
+        if seconds is None:
+            seconds = 0.0 if info.stream_training else CLIP_RESTART
+        restart = round(seconds * rate) or None
+        if seconds and (restart is None or restart < runner.hop):
             raise UsageError(f"restart={settings.restart} s (--restart) is shorter than one frame of "
                              f"the model ({runner.hop / rate:g} s); use at least that, or 0 for one "
                              "state over the whole recording")
@@ -383,7 +397,8 @@ def detect_stream(model: str | os.PathLike, blocks_at: Callable[[int], Iterable[
         step = hop / rate
         source = window_posteriors(Recognizer(model, threads), blocks(), hop)
     tracker = EventTracker(info.labels, settings.threshold, settings.threshold * settings.release,
-                           max(1, round(settings.smooth / step)), settings.merge)
+                           max(1, round(settings.smooth / step)), settings.merge,
+                           eager=info.streaming and bool(info.stream_training))
     for posteriors in source:
         check_scores(info, posteriors.probs)
         yield from tracker.push(posteriors)
@@ -440,7 +455,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart", type=finite, default=defaults.restart,
                         help="streaming models: seconds between fresh recurrent states, on "
                         "segments overlapping by one clip length; 0: one state for the whole "
-                        "recording (default %(default)s)")
+                        f"recording (default: 0 for a model trained for streaming, {CLIP_RESTART} "
+                        "for one trained on clips)")
 
 
 def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Settings:
@@ -449,10 +465,10 @@ def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error("--threshold must be in (0, 1]")
     if not 0.0 < args.release <= 1.0:
         parser.error("--release must be in (0, 1]")
-    if args.hop <= 0 or args.smooth < 0 or args.merge < 0 or args.restart < 0:
+    if args.hop <= 0 or args.smooth < 0 or args.merge < 0 or (args.restart or 0) < 0:
         parser.error("--hop must be positive; --smooth, --merge and --restart not negative")
     return Settings(threshold=args.threshold, release=args.release, smooth=args.smooth,
-                    merge=args.merge, hop=args.hop, restart=args.restart or None)
+                    merge=args.merge, hop=args.hop, restart=args.restart)
 
 
 def main(argv: list[str] | None = None) -> int:

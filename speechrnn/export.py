@@ -168,10 +168,12 @@ class StreamingGraph(nn.Module):
 # --------------------------------------------------------------------------- export
 
 def metadata(model: nn.Module, data: dict, *, quantize: str, streaming: Optional[StreamingGraph],
-             summary: dict) -> dict[str, str]:
+             summary: dict, stream_training: Optional[dict] = None) -> dict[str, str]:
     """The metadata_props every exported file carries (export/README.md); ``data`` is the run's
-    data settings and ``summary`` its summary.json (empty for a model that was never tested)."""
-    card = model_card.build(data, list(model.labels), summary, quantize=quantize)
+    data settings, ``summary`` its summary.json (empty for a model that was never tested) and
+    ``stream_training`` its stream settings when it was trained on streams (else None)."""
+    card = model_card.build(data, list(model.labels), summary, quantize=quantize,
+                            stream_training=stream_training)
     test_accuracy = (card["test_accuracy"] or {}).get("value")
     meta = {
         FORMAT_KEY: str(FORMAT),
@@ -184,6 +186,7 @@ def metadata(model: nn.Module, data: dict, *, quantize: str, streaming: Optional
         "test_accuracy": json.dumps(test_accuracy),
         "quantize": quantize,
         "streaming": json.dumps(streaming is not None),
+        "stream_training": json.dumps(stream_training),
         model_card.KEY: json.dumps(card),
     }
     if streaming is not None:
@@ -201,10 +204,11 @@ def metadata(model: nn.Module, data: dict, *, quantize: str, streaming: Optional
 
 def export_model(model: nn.Module, data, output: str | os.PathLike, *, quantize: Quantize | str = Quantize.none,
                  streaming: bool = False, opset: int = ExportConfig.opset,
-                 summary: Optional[dict] = None) -> Path:
+                 summary: Optional[dict] = None, stream_training: Optional[dict] = None) -> Path:
     """Write ``model`` (a KeywordClassifier) to ``output`` as ONNX, check it with onnx.checker
-    and (fp32) against PyTorch, and return the path. ``data`` (the run's data settings) and
-    ``summary`` (its summary.json) tell the model card what it was trained and tested on."""
+    and (fp32) against PyTorch, and return the path. ``data`` (the run's data settings),
+    ``summary`` (its summary.json) and ``stream_training`` (its plain stream settings, for a
+    model trained on streams) tell the model card what it was trained and tested on."""
     quantize = Quantize(quantize).value
     model = copy.deepcopy(model).cpu().eval()
     rnn = _export_rnn(model.encoder)
@@ -227,7 +231,8 @@ def export_model(model: nn.Module, data, output: str | os.PathLike, *, quantize:
                 _quantize(path, streaming=stream_graph)
             proto = onnx.load(str(path))
             for key, value in metadata(model, plain(data), quantize=quantize, streaming=stream_graph,
-                                       summary=summary or {}).items():
+                                       summary=summary or {},
+                                       stream_training=stream_training).items():
                 proto.metadata_props.add(key=key, value=value)
             onnx.checker.check_model(proto, full_check=True)
             if quantize == "none":
@@ -383,7 +388,8 @@ def export_run(source: str | os.PathLike, settings=None,
     folder = Path(source) if Path(source).is_dir() else Path(source).parent
     return export_model(model, cfg.data, output or folder / settings.filename,
                         quantize=settings.quantize, streaming=bool(settings.streaming),
-                        opset=int(settings.opset), summary=recorded_summary(source))
+                        opset=int(settings.opset), summary=recorded_summary(source),
+                        stream_training=plain(cfg.stream) if cfg.stream.enabled else None)
 
 
 def export_after_training(run_dir: Path, settings) -> dict[str, str]:

@@ -3,7 +3,8 @@
 The audio goes through `speechrnn detect`'s pipeline (``detect.detect_stream``) a block at a
 time: a ``--streaming`` export runs frame by frame with the streaming runtime, a plain export
 on sliding windows. Each event is printed when it is over, about a clip length (plus the
-restart interval, for a streaming model) after the word. The microphone is read with PortAudio
+restart interval, for a streaming model trained on clips) after the word; a streaming model
+trained for streaming gives it out as soon as its keyword's run is over. The microphone is read with PortAudio
 through ``sounddevice`` (the [listen] extra); ``--file`` plays a recording through the same
 loop in real time instead, block by block at the pace a microphone would deliver it.
 """

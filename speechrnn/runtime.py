@@ -53,6 +53,9 @@ class ModelInfo:
     streaming: bool
     stream: Optional[dict[str, Any]] = None
     card: Optional[dict[str, Any]] = None
+    # How the model was trained for a stream that never restarts (the run's stream settings);
+    # None for a model trained on clips (and for files written before the key existed).
+    stream_training: Optional[dict[str, Any]] = None
 
     @classmethod
     def from_metadata(cls, path: Path, meta: dict[str, str]) -> "ModelInfo":
@@ -84,6 +87,8 @@ class ModelInfo:
             quantize=reader.text("quantize"), streaming=streaming,
             stream=reader.json("stream", dict) if streaming else None,
             card=reader.json("model_card", dict) if "model_card" in meta else None,
+            stream_training=(reader.json("stream_training", (dict, type(None)))
+                             if "stream_training" in meta else None),
         )
         if streaming:
             for key in ("hop_length", "min_first_chunk", "delay_frames", "start_padding",

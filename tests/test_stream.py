@@ -123,3 +123,52 @@ def test_the_streaming_export_gives_the_frames_training_scores(fsdd_root, tmp_pa
     got = np.concatenate([step.logits for step in steps])
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+def test_an_eager_tracker_gives_each_event_out_when_its_run_is_over():
+    labels = ["yes", "no", SILENCE]
+    probs = np.zeros((40, 3), np.float32)
+    probs[:, 2] = 1.0
+    probs[3:6] = [0.9, 0.0, 0.1]  # "yes" at steps 3-5, then "no" at 9-10
+    probs[9:11] = [0.0, 0.9, 0.1]
+    starts = 0.1 * np.arange(40)
+    given = {}
+    for eager in (False, True):
+        tracker = EventTracker(labels, 0.5, 0.5, 1, 0.0, eager=eager)
+        events = []
+        for i in range(40):  # a step at a time, as a live stream
+            for event in tracker.push(Posteriors(starts[i : i + 1], starts[i : i + 1] + 1.0, probs[i : i + 1])):
+                given[eager, event.label] = i
+                events.append(event)
+        events += tracker.close()
+        assert [e.label for e in events] == ["yes", "no"]
+        assert events[0].end <= events[1].start  # never overlapping
+    # Spans of 1 s: waiting until no later run can start inside "yes" holds it back 1 s.
+    assert given[True, "yes"] == 7 and given[False, "yes"] >= 10
+
+
+def test_a_model_trained_for_streaming_says_so_and_streams_with_one_state(fsdd_root, tmp_path):
+    model, cfg = tiny_model("features.normalize=false", "model.pooling=last",
+                            labels=["3", "7", SILENCE])
+    with torch.no_grad():  # peaky posteriors that follow the input and the state: events to compare
+        model.head.weight.mul_(30.0)
+    trained = plain(stream_config(fsdd_root, fsdd_root).stream)
+    paths = {kind: export_model(model, cfg.data, tmp_path / f"{kind}.onnx", streaming=True,
+                                stream_training=trained if kind == "stream" else None)
+             for kind in ("stream", "clips")}
+    info = open_model(paths["stream"], threads=1)[1]
+    assert info.stream_training == trained and open_model(paths["clips"], threads=1)[1].stream_training is None
+    assert json.loads({p.key: p.value for p in onnx.load(str(paths["stream"])).metadata_props}
+                      ["stream_training"]) == trained
+    assert "trained for streaming: 6 s sequences of up to 5 clips" in card.render(info)
+    assert info.card["limits"][0].startswith("Trained for streaming")
+
+    recording = tmp_path / "digits.wav"
+    assemble(recording, [(p, "3") for p in sorted(fsdd_root.glob("3_*.wav"))[:4]], [], seed=1)
+    # Events with their scores unrounded: a restarted state moves them a little.
+    runs = {(kind, restart): list(detect(paths[kind], recording, Settings(
+                threshold=0.5, restart=restart), threads=1))
+            for kind in paths for restart in (None, 0.0, 0.25)}
+    assert runs["stream", 0.0], "no events: nothing to compare"
+    assert runs["stream", None] == runs["stream", 0.0] != runs["stream", 0.25]
+    assert runs["clips", None] == runs["clips", 0.25] != runs["clips", 0.0]
