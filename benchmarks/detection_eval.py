@@ -70,22 +70,28 @@ def assemble(output: str | os.PathLike, clips: Iterable[tuple[str | os.PathLike,
     return reference
 
 
-def score(events: Iterable[Event | dict], reference: Iterable[dict],
-          tolerance: float = 0.5) -> dict:
-    """Precision and recall of detected events against reference ones: an event is a hit when
-    it has the label of a reference event not yet matched whose start is within ``tolerance``
-    seconds of its own (each pairing at most once, closest first)."""
-    found = [e.to_dict() if isinstance(e, Event) else e for e in events]
-    truth = list(reference)
+def matches(found: list[dict], truth: list[dict], tolerance: float = 0.5) -> list[tuple[int, int]]:
+    """(event index, reference index) of the hits: an event is a hit when it has the label of a
+    reference event not yet matched whose start is within ``tolerance`` seconds of its own
+    (each pairing at most once, closest first)."""
     pairs = sorted((abs(f["start"] - t["start"]), i, j) for i, f in enumerate(found)
                    for j, t in enumerate(truth)
                    if f["label"] == t["label"] and abs(f["start"] - t["start"]) <= tolerance)
-    used_f, used_t = set(), set()
+    used_f, used_t, hits = set(), set(), []
     for _, i, j in pairs:
         if i not in used_f and j not in used_t:
             used_f.add(i)
             used_t.add(j)
-    hits = len(used_f)
+            hits.append((i, j))
+    return hits
+
+
+def score(events: Iterable[Event | dict], reference: Iterable[dict],
+          tolerance: float = 0.5) -> dict:
+    """Precision and recall of detected events against reference ones (hits as ``matches``)."""
+    found = [e.to_dict() if isinstance(e, Event) else e for e in events]
+    truth = list(reference)
+    hits = len(matches(found, truth, tolerance))
     return {"events": len(found), "reference": len(truth), "hits": hits,
             "precision": hits / len(found) if found else 0.0,
             "recall": hits / len(truth) if truth else 0.0}

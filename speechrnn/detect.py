@@ -50,12 +50,11 @@ from typing import Callable, Iterable, Iterator, Optional
 import numpy as np
 
 from .errors import AudioError, SpeechRNNError, UsageError
-from .labels import SILENCE, UNKNOWN
+from .labels import NOT_KEYWORDS
 from .predict import plural
 from .runtime import (ModelOutputError, Recognizer, StreamingRecognizer, check_scores, open_model,
                       read_blocks)
 
-NOT_KEYWORDS = (SILENCE, UNKNOWN)
 FORMATS = ("table", "json", "csv")
 COLUMNS = ("label", "start", "end", "score")
 

@@ -2,3 +2,4 @@
 
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
+NOT_KEYWORDS = (SILENCE, UNKNOWN)  # the classes that are never a keyword

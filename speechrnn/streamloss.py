@@ -5,8 +5,11 @@ Max-pooling loss (Sun et al., "Max-pooling loss training of LSTM networks for sm
 keyword spotting", 2016): a keyword occurrence needs no frame alignment, only a window; its loss
 is the cross-entropy at the one frame of the window where the keyword's posterior is highest.
 Every frame outside keyword windows gets a frame-wise cross-entropy towards its own target
-(``_silence_``, ``_unknown_``). The two means are added, so the few keyword windows weigh as
-much as the many background frames. The logits are the model's per-frame outputs
+(``_silence_``, ``_unknown_``). The other frames of a window may say their keyword or nothing
+(``_silence_``, ``_unknown_``), but no other keyword: -log of those classes' summed posterior.
+Without that term they are free, and the model learnt to name a random digit there with
+confidence (on validation sequences: the right digit at its best frame, others around it). The
+three means are added, so the few keyword windows weigh as much as the many background frames. The logits are the model's per-frame outputs
 (``KeywordClassifier(wave, per_frame=True)``), the ones the streaming export gives frame by frame.
 """
 
@@ -17,13 +20,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .data.stream import IGNORE
+from .labels import NOT_KEYWORDS
 from .evaluate import accuracy, confusion, evaluate_split, per_class_scores
 
 
-def max_pooling_loss(logits: Tensor, frames: Tensor, windows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def max_pooling_loss(logits: Tensor, frames: Tensor, windows: Tensor, nothing: list[int]
+                     ) -> tuple[Tensor, Tensor, Tensor]:
     """``logits`` [B, T, C], ``frames`` [B, T] (targets or IGNORE), ``windows`` [B, K, 3]
-    (first frame, last frame, label; label -1 pads) -> (loss, each window's label [N], the
-    class predicted at each window's chosen frame [N])."""
+    (first frame, last frame, label; label -1 pads), ``nothing`` the classes that are no
+    keyword -> (loss, each window's label [N], the class predicted at each window's chosen
+    frame [N])."""
     log_probs = F.log_softmax(logits.float(), dim=-1)
     frames = frames[:, : log_probs.shape[1]]
     background = F.cross_entropy(log_probs.transpose(1, 2), frames, ignore_index=IGNORE,
@@ -38,7 +44,10 @@ def max_pooling_loss(logits: Tensor, frames: Tensor, windows: Tensor) -> tuple[T
     keyword = -target.gather(1, best[:, None]).squeeze(1)
     loss = background / counted.clamp(min=1)
     if len(label):
-        loss = loss + keyword.mean()
+        # Each window frame: its keyword or nothing, as one class.
+        allowed = torch.logsumexp(torch.stack(
+            [target, *(log_probs[batch, :, k] for k in nothing)]), dim=0)  # [N, T]
+        loss = loss + keyword.mean() - allowed[inside].mean()
     predicted = log_probs[batch, best].argmax(dim=-1)
     return loss, label, predicted
 
@@ -59,9 +68,13 @@ class StreamObjective:
     """Long sequences, the max-pooling loss on per-frame outputs; the accuracy counts keyword
     occurrences whose chosen frame names them."""
 
+    def __init__(self, labels: list[str]):
+        self.nothing = [labels.index(label) for label in NOT_KEYWORDS if label in labels]
+
     def step(self, net, batch, device) -> tuple[Tensor, int, int]:
         waves, frames, windows = (t.to(device, non_blocking=True) for t in batch)
-        loss, label, predicted = max_pooling_loss(net(waves, per_frame=True), frames, windows)
+        loss, label, predicted = max_pooling_loss(net(waves, per_frame=True), frames, windows,
+                                                  self.nothing)
         return loss, int((predicted == label).sum()), len(label)
 
     @torch.no_grad()
@@ -70,7 +83,8 @@ class StreamObjective:
         total, batches, truth, guesses = 0.0, 0, [], []
         for batch in loader:
             loss, label, predicted = max_pooling_loss(
-                model(batch[0].to(device), per_frame=True), batch[1].to(device), batch[2].to(device))
+                model(batch[0].to(device), per_frame=True), batch[1].to(device), batch[2].to(device),
+                self.nothing)
             total, batches = total + float(loss), batches + 1
             truth.append(label.cpu())
             guesses.append(predicted.cpu())

@@ -158,6 +158,17 @@ RESULTS = {
         "threads": {"1": {"median": 356.0}}, "load_average": [7.9, 7.9]},
     "benchmarks/results/inference.json": inference_result(),
     "benchmarks/results/generalization.json": generalization_result(),
+    "benchmarks/results/stream.json": with_meta({
+        "recording_seconds": 3600.0, "keywords": 1846, "tolerance_s": 0.5,
+        "default_threshold": 0.7, "live_block_s": 0.02, "timing": True,
+        "targets": {"x_real_time_one_thread": 1000.0, "median_latency_s": 0.3},
+        "command": "python -m benchmarks.bench_stream --seeds 0",
+        "runs": [{"kind": kind, "seed": 0,
+                  "scores": [{"threshold": t, "precision": 0.9 + t / 20, "recall": 0.95}
+                             for t in (0.5, 0.7, 0.9)],
+                  "latency_s": {"median": 0.2 if kind == "stream" else 1.2, "p90": 1.5},
+                  "noise": {"false_keywords_per_hour": 3.0}, "x_real_time_one_thread": 1500.0}
+                 for kind in ("stream", "windows")]}),
 }
 
 
@@ -233,6 +244,10 @@ CHANGES = [
      "ablation"),
     ("benchmarks/results/generalization.json", ["parts", "default", "test_accuracy", "mean"],
      0.943, "94.3 %", "ablation"),
+    ("benchmarks/results/stream.json", ["runs", 0, "latency_s", "median"], 0.287, "0.287 (",
+     "stream"),
+    ("benchmarks/results/stream.json", ["runs", 1, "scores", 1, "recall"], 0.912, "0.935 / 0.912",
+     "stream"),
 ]
 
 

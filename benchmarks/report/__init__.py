@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import data, detection, generalization, inference, training
+from . import data, detection, generalization, inference, stream, training
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -58,6 +58,8 @@ SECTIONS = {
     "memory": Section((results("inference"),), inference.memory, BENCH.format("bench_inference")),
     "detection": Section((results("inference"),), detection.render,
                          BENCH.format("bench_inference")),
+    "stream": Section((results("stream"),), stream.render,
+                      "`python -m benchmarks.bench_stream`"),
 }
 
 
