@@ -29,9 +29,12 @@ active when its best keyword (``_silence_`` and ``_unknown_`` are never keywords
 one keyword at most ``merge`` seconds apart are one event. An event spans the audio that the
 posteriors of all its steps are about (their intersection), so events never overlap; each is
 ``{"label", "start", "end", "score"}`` in seconds, ``score`` the highest smoothed posterior
-of its keyword in it. For a model trained for streaming, an event is given out as soon as its
-run is over (``EventTracker(eager=True)``): a later event starts where it ends, instead of it
-ending where a later one starts, which would hold every event back by one clip length.
+of its keyword in it. For a model trained for streaming, the moving average is shorter
+(``STREAM_SMOOTH``: it names a keyword in a few frames), a frame's posterior is taken as about
+the ``delay_seconds`` before it (it is trained to name a keyword by then after its end), and
+an event is given out as soon as its run is over (``EventTracker(eager=True)``): a later event
+starts where it ends, instead of it ending where a later one starts, which would hold every
+event back by one clip length.
 """
 
 from __future__ import annotations
@@ -328,6 +331,11 @@ class EventTracker:
 # --------------------------------------------------------------------------- command line
 
 CLIP_RESTART = 0.25  # seconds between fresh states for a streaming model trained on clips
+# A model trained for streaming names a keyword in a few frames (the max-pooling loss scores
+# one), which a clip-long moving average would flatten: chosen on a validation recording
+# (benchmarks/bench_stream.py --validation).
+STREAM_SMOOTH = 0.05
+CLIP_SMOOTH = 0.3
 
 
 @dataclass(frozen=True)
@@ -340,7 +348,9 @@ class Settings:
     # lengthen runs, and a longer run's intersection starts later).
     threshold: float = 0.7
     release: float = 1.0  # a run lasts while its keyword stays at threshold * release
-    smooth: float = 0.3  # seconds of moving average
+    # Seconds of moving average; None: the model's own (STREAM_SMOOTH for a streaming export of
+    # a model trained for streaming, CLIP_SMOOTH otherwise).
+    smooth: Optional[float] = None
     merge: float = 0.0  # seconds between runs of one keyword that make one event
     hop: float = 0.1  # plain models: seconds between windows
     # Streaming models: seconds between fresh states, 0 for never; None: the model's own (never
@@ -390,14 +400,19 @@ def detect_stream(model: str | os.PathLike, blocks_at: Callable[[int], Iterable[
             raise UsageError(f"restart={settings.restart} s (--restart) is shorter than one frame of "
                              f"the model ({runner.hop / rate:g} s); use at least that, or 0 for one "
                              "state over the whole recording")
-        source = stream_posteriors(runner, blocks(), info.clip_samples, pooling, restart)
+        # A stream-trained model names a keyword by delay_seconds after its end: its frame's
+        # posterior is taken as about that much audio before it (where the event starts).
+        span = (round(info.stream_training["delay_seconds"] * rate) if info.stream_training
+                else info.clip_samples)
+        source = stream_posteriors(runner, blocks(), span, pooling, restart)
     else:
         hop = max(1, round(settings.hop * rate))
         step = hop / rate
         source = window_posteriors(Recognizer(model, threads), blocks(), hop)
+    streamed = info.streaming and bool(info.stream_training)
+    smooth = settings.smooth if settings.smooth is not None else (STREAM_SMOOTH if streamed else CLIP_SMOOTH)
     tracker = EventTracker(info.labels, settings.threshold, settings.threshold * settings.release,
-                           max(1, round(settings.smooth / step)), settings.merge,
-                           eager=info.streaming and bool(info.stream_training))
+                           max(1, round(smooth / step)), settings.merge, eager=streamed)
     for posteriors in source:
         check_scores(info, posteriors.probs)
         yield from tracker.push(posteriors)
@@ -442,7 +457,9 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threshold", type=finite, default=defaults.threshold,
                         help="smoothed posterior a keyword must reach (default %(default)s)")
     parser.add_argument("--smooth", type=finite, default=defaults.smooth,
-                        help="seconds of moving average over the posteriors (default %(default)s)")
+                        help="seconds of moving average over the posteriors (default: "
+                        f"{STREAM_SMOOTH} for a streaming model trained for streaming, "
+                        f"{CLIP_SMOOTH} otherwise)")
     parser.add_argument("--release", type=finite, default=defaults.release,
                         help="a keyword's run lasts while it stays at threshold * RELEASE; "
                         "below 1 is hysteresis (default %(default)s)")
@@ -464,7 +481,7 @@ def settings_from(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         parser.error("--threshold must be in (0, 1]")
     if not 0.0 < args.release <= 1.0:
         parser.error("--release must be in (0, 1]")
-    if args.hop <= 0 or args.smooth < 0 or args.merge < 0 or (args.restart or 0) < 0:
+    if args.hop <= 0 or (args.smooth or 0) < 0 or args.merge < 0 or (args.restart or 0) < 0:
         parser.error("--hop must be positive; --smooth, --merge and --restart not negative")
     return Settings(threshold=args.threshold, release=args.release, smooth=args.smooth,
                     merge=args.merge, hop=args.hop, restart=args.restart)

@@ -18,7 +18,8 @@ from speechrnn import audio, card
 from speechrnn.config import compose_config, plain
 from speechrnn.data import SILENCE, UNKNOWN, build_splits, build_stream_datasets
 from speechrnn.data.stream import IGNORE
-from speechrnn.detect import Event, EventTracker, Posteriors, Settings, detect
+from speechrnn.detect import (CLIP_SMOOTH, STREAM_SMOOTH, EventTracker, Posteriors, Settings,
+                              detect)
 from speechrnn.errors import UsageError
 from speechrnn.export import export_model
 from speechrnn.runtime import StreamingRecognizer, open_model
@@ -173,3 +174,8 @@ def test_a_model_trained_for_streaming_says_so_and_streams_with_one_state(fsdd_r
     assert runs["stream", 0.0], "no events: nothing to compare"
     assert runs["stream", None] == runs["stream", 0.0] != runs["stream", 0.25]
     assert runs["clips", None] == runs["clips", 0.25] != runs["clips", 0.0]
+    # A model trained for streaming smooths over STREAM_SMOOTH, a clip model over CLIP_SMOOTH.
+    for kind, own, other in (("stream", STREAM_SMOOTH, CLIP_SMOOTH), ("clips", CLIP_SMOOTH, STREAM_SMOOTH)):
+        smoothed = {smooth: list(detect(paths[kind], recording, Settings(threshold=0.5, smooth=smooth),
+                                        threads=1)) for smooth in (own, other)}
+        assert smoothed[own] == runs[kind, None] != smoothed[other], kind
