@@ -14,7 +14,7 @@ import torch
 from omegaconf import OmegaConf
 
 from benchmarks.detection_eval import assemble
-from speechrnn import audio, card
+from speechrnn import audio, card, cli
 from speechrnn.config import compose_config, plain
 from speechrnn.data import SILENCE, UNKNOWN, build_splits, build_stream_datasets
 from speechrnn.data.stream import IGNORE
@@ -179,3 +179,18 @@ def test_a_model_trained_for_streaming_says_so_and_streams_with_one_state(fsdd_r
         smoothed = {smooth: list(detect(paths[kind], recording, Settings(threshold=0.5, smooth=smooth),
                                         threads=1)) for smooth in (own, other)}
         assert smoothed[own] == runs[kind, None] != smoothed[other], kind
+
+
+@pytest.mark.slow
+def test_a_streaming_run_trains_and_exports_a_model_that_says_so(fsdd_root, noise_root, tmp_path, capsys):
+    cfg = stream_config(fsdd_root, noise_root, "model.hidden_size=8", "model.num_layers=1",
+                        "trainer.epochs=1", "trainer.limit_train_batches=2", "trainer.progress=false",
+                        "data.num_workers=0", "stream.seconds=3", "stream.words=2")
+    summary = fit(cfg, tmp_path / "run")
+    # Scored on keyword occurrences of the test split's sequences.
+    assert summary["clips"]["test"] > 0 and 0.0 <= summary["test_accuracy"] <= 1.0
+    info = open_model(summary["onnx_streaming"], threads=1)[1]
+    assert info.streaming and info.stream_training["seconds"] == 3.0
+    assert open_model(summary["onnx"], threads=1)[1].stream_training["words"] == 2
+    assert cli.main(["info", summary["onnx_streaming"]]) == 0
+    assert "trained for streaming: 3 s sequences of up to 2 clips" in capsys.readouterr().out
