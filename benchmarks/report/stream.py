@@ -9,11 +9,11 @@ from .fmt import conditions, count
 NAMES = {"stream": "fsdd/kws_stream --streaming, one state", "windows": "fsdd/kws, 1 s windows"}
 
 
-def _mean(runs: list[dict], value) -> str:
+def _mean(runs: list[dict], value, digits: int = 3) -> str:
     """The mean over seeds (and the range when there are several)."""
     values = [value(run) for run in runs]
-    text = f"{statistics.fmean(values):.3f}"
-    return text if len(values) == 1 else f"{text} ({min(values):.3f}-{max(values):.3f})"
+    text = f"{statistics.fmean(values):.{digits}f}"
+    return text if len(values) == 1 else f"{text} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
 
 def _score(runs: list[dict], threshold: float, key: str) -> str:
@@ -48,10 +48,10 @@ def render(result: dict) -> str:
         f"{_mean(runs, lambda r: r['latency_s']['median'])} ({_mean(runs, lambda r: r['latency_s']['p90'])})"
         for runs in kinds.values()) + " |")
     lines.append("| false keywords per hour of noise | " + " | ".join(
-        _mean(runs, lambda r: r["noise"]["false_keywords_per_hour"]) for runs in kinds.values()) + " |")
+        _mean(runs, lambda r: r["noise"]["false_keywords_per_hour"], 1) for runs in kinds.values()) + " |")
     if result["timing"]:
         lines.append("| x real time, one thread | " + " | ".join(
-            _mean(runs, lambda r: r["x_real_time_one_thread"]) for runs in kinds.values()) + " |")
+            _mean(runs, lambda r: r["x_real_time_one_thread"], 0) for runs in kinds.values()) + " |")
     else:
         lines.append("| x real time, one thread | " + " | ".join(
             "not measured (`--no-timing`)" for _ in kinds) + " |")
