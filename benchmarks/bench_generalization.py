@@ -258,19 +258,26 @@ def default_model(args, train: Trainer, name: str, overrides: list[str]) -> dict
         run = train(name, overrides, seed)
         recognizer = model(run)
         said = predicted(recognizer, np.stack([recognizer.load(p) for p in files]))
-        row = {**run, "fsdd_unknown_share": said.count(UNKNOWN) / len(said),
-               "fsdd_predictions": {label: said.count(label) for label in sorted(set(said))},
-               "silence_share": {}}
-        for kind, clips in probes(held_out, recognizer.sample_rate).items():
-            got = predicted(recognizer, np.stack([recognizer.prepare(c) for c in clips]))
-            row["silence_share"][kind] = got.count(SILENCE) / len(got)
-        row.update(false_keywords(meta.REPO / run["run_dir"] / "model.onnx", held_out))
-        rows.append(row)
+        rows.append({**run, "fsdd_unknown_share": said.count(UNKNOWN) / len(said),
+                     "fsdd_predictions": {label: said.count(label) for label in sorted(set(said))},
+                     **nothing_said(run, held_out)})
     return {"seeds": rows, "test_accuracy": spread_of(rows, "test_accuracy"),
             "fsdd_unknown_share": spread_of(rows, "fsdd_unknown_share"),
             "silence_share": {kind: runs.spread(row["silence_share"][kind] for row in rows)
                               for kind in rows[0]["silence_share"]},
             "false_keywords_per_hour": spread_of(rows, "false_keywords_per_hour")}
+
+
+def nothing_said(run: dict, noise: Path) -> dict:
+    """What the run's model makes of clips with nothing said (``probes`` cut from ``noise``: the
+    share called `_silence_` per kind) and its false keywords on the ``noise`` recordings."""
+    recognizer = model(run)
+    shares = {}
+    for kind, clips in probes(noise, recognizer.sample_rate).items():
+        got = predicted(recognizer, np.stack([recognizer.prepare(c) for c in clips]))
+        shares[kind] = got.count(SILENCE) / len(got)
+    return {"silence_share": shares,
+            **false_keywords(meta.REPO / run["run_dir"] / "model.onnx", noise)}
 
 
 def default(args, train: Trainer) -> dict:

@@ -204,6 +204,9 @@ class FeaturesConfig(Section):
     deltas: int = ranged(0, ge=0, le=2)
     # Per-utterance mean/variance: not causal, so such a model cannot be exported for streaming.
     normalize: bool = False
+    # With normalize: false keeps each coefficient's spread (mean-only, CMN), so quiet sounds stay
+    # quiet instead of being scaled up to the level of speech.
+    normalize_variance: bool = True
     freq_masks: int = ranged(0, ge=0)
     freq_mask_width: int = ranged(8, ge=0)
     time_masks: int = ranged(0, ge=0)
