@@ -67,7 +67,7 @@ DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 SAMPLE_RATE = 16000
 MARKER = "synth.json"  # written last: a folder with it is a complete render
 # Part of the cache key: bump it when a change here changes the rendered audio.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # English voices in espeak-ng's bundled data (lang/gmw/), one accent per speaker.
 ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",
