@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from . import checkpoint, reports, tracking
 from .config import Config, Optimizer, OptimConfig, Schedule, SchedulerConfig, plain, validate
-from .data import build_datasets, build_splits, make_loader
+from .data import build_datasets, build_splits, decode_cache, make_loader
 from .data.validate import check_clips
 from .devices import init_distributed, rng_state, seed_everything, set_rng_state
 from .errors import SpeechRNNError, UsageError
@@ -219,7 +219,7 @@ class Trainer:
         # Rank 0 prepares the data first (the synthetic set may be rendered into a shared cache).
         if not self.dist.is_main:
             self.dist.barrier()
-        self.splits = check_clips(build_splits(cfg.data), cfg.data.on_bad_file)
+        self.splits = check_clips(build_splits(cfg.data), cfg.data.on_bad_file, decode_cache(cfg.data))
         if self.dist.is_main:
             self.dist.barrier()
         self.labels = self.splits.labels
