@@ -11,7 +11,9 @@ the workers prefetch them during the in-memory round before (DataLoader's prefet
     efficiency = median clips/s of the real rounds / median clips/s of the in-memory rounds
 
 Before the rounds: one whole epoch with a cold decode cache (every clip decoded and stored) and
-one with a warm cache, and the Trainer's setup (which checks every clip) cold and warm.
+one with a warm cache, and the Trainer's setup (which checks every clip) cold and warm. After
+them, where a clip's time goes, one step at a time in this process (``profile``, ms a clip):
+decoding its file, reading it from the cache, each augmentation step, collating, the model step.
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from omegaconf import OmegaConf
+from torch.utils.data import default_collate
+
+from speechrnn import audio
+
+PROFILE_CLIPS = 512  # clips that profile() follows through each stage
 
 
 def _mb(kilobytes: int) -> float:
@@ -71,6 +79,39 @@ class Draws:
             yield batch
 
 
+def profile(trainer, clips: int) -> dict:
+    """Milliseconds a clip of each stage of the data path and of the model step, measured one
+    after the other on ``clips`` training clips spread over the split (the model step on
+    batches of them)."""
+    dataset = trainer.datasets["train"]
+    indices = range(0, len(dataset), max(1, len(dataset) // clips))
+    times: dict[str, float] = {}
+
+    def timed(name: str, work):
+        start = time.perf_counter()
+        result = work()
+        times[name] = times.get(name, 0.0) + time.perf_counter() - start
+        return result
+
+    waves = []
+    for i in indices:
+        clip = dataset.clips[i]
+        timed("decode the file", lambda: dataset.decode(clip))
+        samples = audio.fix_length(timed("read the cache", lambda: dataset.load(clip)),
+                                   dataset.num_samples)
+        rng = np.random.default_rng((dataset.seed, dataset.epoch, i))
+        for step in getattr(dataset.transform, "steps", []):
+            samples = audio.fix_length(timed(f"augment: {type(step).__name__}",
+                                             lambda: step(samples, rng)), dataset.num_samples)
+        waves.append((torch.from_numpy(samples.astype(np.float32)), 0))
+    size = trainer.cfg.data.batch_size
+    batches = [timed("collate", lambda: default_collate(waves[b : b + size]))
+               for b in range(0, len(waves), size)]
+    for batch in batches:
+        timed("model step", lambda: trainer.train_step(*batch))
+    return {name: round(seconds / len(waves) * 1e3, 3) for name, seconds in times.items()}
+
+
 def measure(overrides: list[str], rounds: int, batches: int, threads: int | None) -> dict:
     """The efficiency, epoch times and memory of the training ``overrides`` describe."""
     from speechrnn.config import compose_config
@@ -106,6 +147,7 @@ def measure(overrides: list[str], rounds: int, batches: int, threads: int | None
     for _ in range(rounds):
         real.append(_timed_steps(trainer, draws.take(batches), skip))  # as the workers deliver
         memory.append(_timed_steps(trainer, in_memory, skip))
+    clip_ms = profile(trainer, PROFILE_CLIPS)
     train_clips = len(trainer.datasets["train"])
     result = {
         "train_clips": train_clips,
@@ -124,6 +166,7 @@ def measure(overrides: list[str], rounds: int, batches: int, threads: int | None
         "memory_clips_per_s": [round(x, 1) for x in memory],
         "efficiency": round(statistics.median(real) / statistics.median(memory), 3),
         "decode_cache_mb": _folder_mb(work / "cache" / "decoded"),
+        "ms_a_clip": clip_ms,
     }
     del trainer, draws
     gc.collect()  # stops the DataLoader workers, so their peak memory is counted below

@@ -163,7 +163,9 @@ RESULTS = {
          "setup_seconds": {"cold_cache": 41.0, "warm_cache": 3.0},
          "epoch_seconds": {"cold_cache": 180.0, "warm_cache": 120.0},
          "epoch_clips_per_s": {"cold_cache": 470.0, "warm_cache": 700.0},
-         "peak_rss_mb": {"main": 1250.0, "largest_worker": 640.0}, "decode_cache_mb": 3300.0}
+         "peak_rss_mb": {"main": 1250.0, "largest_worker": 640.0}, "decode_cache_mb": 3300.0,
+         "ms_a_clip": {"decode the file": 0.39, "read the cache": 0.04, "augment: Speed": 0.8,
+                       "collate": 0.2, "model step": 4.4}}
         for name, clips, efficiency, real in (("synthetic/gru, 35 words", 84000, 0.93, 660.0),
                                               ("fsdd/gru", 2437, 0.71, 505.0))]}),
     "benchmarks/results/ddp.json": with_meta({"recipe": "fsdd/gru", "global_batch": 64, "rows": [
@@ -214,6 +216,8 @@ def test_every_section_renders_from_its_results(tmp_path):
     assert "99.5 % in < 5 min: met" in rendered["training"]
     assert "| synthetic/gru, 35 words | 84,000 | **0.93** (target 0.9: met) | 660 / 710 |" in rendered["pipeline"]
     assert "**0.71** (target 0.9: missed)" in rendered["pipeline"]
+    assert ("- fsdd/gru: decode the file 0.39, read the cache 0.04, augment: Speed 0.80, collate "
+            "0.20, model step 4.40") in rendered["pipeline"]
     assert "| 2 | 32 | 99.44 % ± 0.30 | 420 ± 4 | 240 s |" in rendered["ddp"]
     assert "Two processes train at 1.20x the clips/s of one" in rendered["ddp"]
 

@@ -27,6 +27,11 @@ def efficiency(result: dict) -> str:
             f"{row['setup_seconds']['cold_cache']:.1f} s / {row['setup_seconds']['warm_cache']:.1f} s | "
             f"{mb(row['peak_rss_mb']['main'])} / {mb(row['peak_rss_mb']['largest_worker'])} | "
             f"{mb(row['decode_cache_mb'])} |")
+    lines += ["", "Where a clip's time goes, one stage at a time in the benchmark's process "
+              "(ms a clip):", ""]
+    for row in result["rows"]:
+        stages = ", ".join(f"{name} {value:.2f}" for name, value in row["ms_a_clip"].items())
+        lines.append(f"- {row['setup']}: {stages}")
     lines += ["", "Reproduce with `python -m benchmarks.bench_training --pipeline --corpus DIR` "
               "(it prints the `speechrnn synth` line that renders DIR)."]
     return "\n".join([*lines, "", conditions(result["meta"])])

@@ -139,8 +139,8 @@ def build_datasets(data: DataConfig, augment: AugmentConfig, splits: Splits,
     rate = data.sample_rate
     num_samples = round(rate * data.clip_seconds)
     noise_dir = augment.noise_dir or splits.noise_dir
-    transform = build_transform(augment, rate, noise_dir)
     cache = decode_cache(data)
+    transform = build_transform(augment, rate, noise_dir, cache)
     datasets = {
         split: ClipDataset(clips, splits.labels, rate, num_samples,
                            transform if split == "train" else None, seed, cache)

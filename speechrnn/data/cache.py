@@ -1,4 +1,4 @@
-"""Decode each clip once: its samples at the data's rate, kept as int16 in the cache folder.
+"""Decode each clip once: its samples at the data's rate, kept as raw int16 in the cache folder.
 
 An entry is keyed by the file (resolved path, size, modification time), the cut of it (start,
 frames) and the sample rate, so a changed file is decoded again and an entry is never read for
@@ -44,52 +44,70 @@ def dequantize(stored: np.ndarray) -> np.ndarray:
     return stored.astype(np.float32, copy=False)
 
 
+# The stored dtypes and the suffixes of their files: raw samples without a header, so a read is
+# one open and one read (np.load's header parsing took twice as long as that, and the per-clip
+# cost of a cache is what decides whether it is faster than decoding a WAV).
+SUFFIXES = {np.dtype(np.int16): ".i16", np.dtype(np.float32): ".f32"}
+
+
 class DecodeCache:
-    """Decoded clips in ``folder`` (one ``.npy`` file each, in 256 sub-folders)."""
+    """Decoded clips in ``folder``: one file of raw samples each, in 256 sub-folders."""
 
     def __init__(self, folder: str | os.PathLike, sample_rate: int):
         self.folder = Path(folder)
         self.sample_rate = sample_rate
         self._writable = True
+        self._resolved: dict[str, Path] = {}  # resolving a path costs more than reading a clip
 
     def entry(self, path: str, start: int, frames: int) -> Path:
-        """Where the clip (``frames`` samples of ``path`` from ``start``) is kept; its name changes
-        when the file does."""
-        resolved = Path(path).resolve()
+        """Where the clip (``frames`` samples of ``path`` from ``start``) is kept, less the
+        suffix of its dtype; the name changes when the file does."""
+        if path not in self._resolved:
+            self._resolved[path] = Path(path).resolve()
+        resolved = self._resolved[path]
         stat = resolved.stat()
         key = json.dumps([FORMAT_VERSION, os.fsencode(resolved).hex(), stat.st_size,
                           stat.st_mtime_ns, start, frames, self.sample_rate])
         digest = hashlib.sha256(key.encode()).hexdigest()
-        return self.folder / digest[:2] / f"{digest[2:]}.npy"
+        return self.folder / digest[:2] / digest[2:]
 
     def has(self, path: str, start: int, frames: int) -> bool:
         try:
-            return self.entry(path, start, frames).is_file()
+            entry = self.entry(path, start, frames)
         except OSError:
             return False
+        return any(entry.with_suffix(suffix).is_file() for suffix in SUFFIXES.values())
 
     def load(self, path: str, start: int, frames: int,
              decode: Callable[[], np.ndarray]) -> np.ndarray:
         """The clip's samples from the cache, or from ``decode()`` (then stored)."""
-        entry = self.entry(path, start, frames)
-        try:
-            return dequantize(np.load(entry, allow_pickle=False))
-        except (FileNotFoundError, NotADirectoryError):
-            pass
-        except (OSError, ValueError) as exc:  # not an entry this class wrote: decode again
-            log.warning("%s: unreadable cache entry (%s); decoding %s again", entry, exc, path)
+        return dequantize(self._stored(self.entry(path, start, frames), decode, mapped=False))
+
+    def mapped(self, path: str, decode: Callable[[], np.ndarray]) -> np.ndarray:
+        """All of ``path``'s samples as stored (``dequantize`` a slice of them), memory-mapped
+        from the cache, so every process that maps them shares one copy in memory."""
+        return self._stored(self.entry(path, 0, -1), decode, mapped=True)
+
+    def _stored(self, entry: Path, decode: Callable[[], np.ndarray], mapped: bool) -> np.ndarray:
+        for dtype, suffix in SUFFIXES.items():
+            try:
+                if mapped:
+                    return np.memmap(entry.with_suffix(suffix), dtype=dtype, mode="r")
+                return np.fromfile(entry.with_suffix(suffix), dtype=dtype)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
         stored = quantize(decode())
-        self._store(entry, stored)
-        return dequantize(stored)
+        self._store(entry.with_suffix(SUFFIXES[stored.dtype]), stored)
+        return stored
 
     def _store(self, entry: Path, stored: np.ndarray) -> None:
         if not self._writable:
             return
-        temporary = entry.with_name(f".{entry.stem}.{os.getpid()}.tmp")
+        temporary = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
             with open(temporary, "wb") as f:
-                np.save(f, stored, allow_pickle=False)
+                stored.tofile(f)
             os.replace(temporary, entry)
         except OSError as exc:
             # Training goes on from the audio files; only the saving of decodes is lost.
