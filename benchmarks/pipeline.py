@@ -97,6 +97,7 @@ def profile(trainer, clips: int) -> dict:
     for i in indices:
         clip = dataset.clips[i]
         timed("decode the file", lambda: dataset.decode(clip))
+        dataset.load(clip)  # as in a worker after its first epoch: the file's path resolved
         samples = audio.fix_length(timed("read the cache", lambda: dataset.load(clip)),
                                    dataset.num_samples)
         rng = np.random.default_rng((dataset.seed, dataset.epoch, i))
