@@ -177,6 +177,9 @@ class DataConfig(Section):
     download: bool = False
     batch_size: int = ranged(64, ge=1)
     num_workers: int = ranged(2, ge=0)
+    # Keep each clip's decoded samples (at sample_rate, int16) in the cache folder
+    # ($SPEECHRNN_CACHE/decoded), so later epochs and runs read them instead of the files.
+    cache: bool = True
     synth: SynthConfig = field(default_factory=SynthConfig)
     # Long-range memory probe: word first, then this many seconds of noise (None: off).
     probe_delay_seconds: Optional[float] = ranged(None, ge=0, le=60)

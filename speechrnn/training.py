@@ -30,9 +30,10 @@ from tqdm import tqdm
 
 from . import checkpoint, reports, tracking
 from .config import Config, Optimizer, OptimConfig, Schedule, SchedulerConfig, plain, validate
-from .data import build_datasets, build_splits, make_loader
+from .data import build_datasets, build_splits, decode_cache, make_loader
 from .data.validate import check_clips
-from .devices import init_distributed, rng_state, seed_everything, set_rng_state
+from .devices import (export_submitit_environment, init_distributed, rng_state, seed_everything,
+                      set_rng_state)
 from .errors import SpeechRNNError, UsageError
 from .evaluate import evaluate_split
 from .export import export_after_training
@@ -219,7 +220,7 @@ class Trainer:
         # Rank 0 prepares the data first (the synthetic set may be rendered into a shared cache).
         if not self.dist.is_main:
             self.dist.barrier()
-        self.splits = check_clips(build_splits(cfg.data), cfg.data.on_bad_file)
+        self.splits = check_clips(build_splits(cfg.data), cfg.data.on_bad_file, decode_cache(cfg.data))
         if self.dist.is_main:
             self.dist.barrier()
         self.labels = self.splits.labels
@@ -317,6 +318,24 @@ class Trainer:
             checkpoint.save(self.state(), self.ckpt_dir / name)
 
     # -- the loop -----------------------------------------------------------------------
+    def train_step(self, waves: torch.Tensor, labels: torch.Tensor):
+        """One optimizer step on a batch: its loss, logits and pre-clip gradient norm."""
+        waves, labels = waves.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        with torch.autocast(device_type=self.device.type, enabled=self.amp):
+            logits = self.net(waves)
+            loss = F.cross_entropy(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip = self.cfg.trainer.grad_clip
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip else math.inf)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.step += 1
+        return loss, logits, grad_norm
+
     def train_epoch(self) -> dict:
         self.net.train()
         dataset = self.datasets["train"]
@@ -329,20 +348,8 @@ class Trainer:
         for batch_index, (waves, labels) in enumerate(self.train_loader):
             if batch_index >= self.steps_per_epoch:
                 break
-            waves, labels = waves.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
-            with torch.autocast(device_type=self.device.type, enabled=self.amp):
-                logits = self.net(waves)
-                loss = F.cross_entropy(logits.float(), labels)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            clip = self.cfg.trainer.grad_clip
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip else math.inf)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            if self.scheduler is not None:
-                self.scheduler.step()
-            self.step += 1
+            labels = labels.to(self.device, non_blocking=True)
+            loss, logits, grad_norm = self.train_step(waves, labels)
             batch = len(labels)
             total_loss += loss.item() * batch
             correct += (logits.argmax(dim=1) == labels).sum().item()
@@ -478,6 +485,7 @@ def fit(cfg: DictConfig, run_dir: str | os.PathLike, epoch_callback: Optional[Ep
     cfg = OmegaConf.to_object(cfg)  # the typed Config: every section below is a checked dataclass
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    export_submitit_environment()
     main_process = os.environ.get("RANK", "0") == "0"  # torchrun's rank 0 holds the lock
     try:
         with lock_run_dir(run_dir) if main_process else contextlib.nullcontext():

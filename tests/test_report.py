@@ -156,6 +156,24 @@ RESULTS = {
                      "train_clips_s": {"median": value}}
                     for cell, value in (("rnn", 1413.0), ("lstm", 1309.0), ("gru", 746.0))],
         "threads": {"1": {"median": 356.0}}, "load_average": [7.9, 7.9]},
+    "benchmarks/results/pipeline.json": with_meta({"corpus": "sc35", "clips_per_word": 3000, "rows": [
+        {"setup": name, "train_clips": clips, "batch_size": 64, "workers": 2, "torch_threads": 2,
+         "rounds": 3, "batches_per_round": 100, "efficiency": efficiency,
+         "real_clips_per_s": [real - 10, real, real + 10], "memory_clips_per_s": [700.0, 710.0, 720.0],
+         "setup_seconds": {"cold_cache": 41.0, "warm_cache": 3.0},
+         "epoch_seconds": {"cold_cache": 180.0, "warm_cache": 120.0},
+         "epoch_clips_per_s": {"cold_cache": 470.0, "warm_cache": 700.0},
+         "peak_rss_mb": {"main": 1250.0, "largest_worker": 640.0}, "decode_cache_mb": 3300.0,
+         "ms_a_clip": {"decode the file": 0.39, "read the cache": 0.04, "augment: Speed": 0.8,
+                       "collate": 0.2, "model step": 4.4}}
+        for name, clips, efficiency, real in (("synthetic/gru, 35 words", 84000, 0.93, 660.0),
+                                              ("fsdd/gru", 2437, 0.71, 505.0))]}),
+    "benchmarks/results/ddp.json": with_meta({"recipe": "fsdd/gru", "global_batch": 64, "rows": [
+        {"processes": processes, "batch_per_process": 64 // processes,
+         "seeds": [{"seed": seed} for seed in range(3)],
+         "test_accuracy": {"mean": accuracy, "std": 0.003},
+         "train_clips_per_s": {"mean": clips, "std": 4.0}, "wall_seconds": {"mean": 240.0, "std": 5.0}}
+        for processes, accuracy, clips in ((1, 0.9956, 350.0), (2, 0.9944, 420.0))]}),
     "benchmarks/results/inference.json": inference_result(),
     "benchmarks/results/generalization.json": generalization_result(),
 }
@@ -196,6 +214,12 @@ def test_every_section_renders_from_its_results(tmp_path):
     # The fixture measures two of bench_training's recipes: the README names the others.
     assert "No row at this commit for `fsdd/lstm`, `fsdd/rnn`, `fsdd/kws`" in rendered["training"]
     assert "99.5 % in < 5 min: met" in rendered["training"]
+    assert "| synthetic/gru, 35 words | 84,000 | **0.93** (target 0.9: met) | 660 / 710 |" in rendered["pipeline"]
+    assert "**0.71** (target 0.9: missed)" in rendered["pipeline"]
+    assert ("- fsdd/gru: decode the file 0.39, read the cache 0.04, augment: Speed 0.80, collate "
+            "0.20, model step 4.40") in rendered["pipeline"]
+    assert "| 2 | 32 | 99.44 % ± 0.30 | 420 ± 4 | 240 s |" in rendered["ddp"]
+    assert "Two processes train at 1.20x the clips/s of one" in rendered["ddp"]
 
 
 # (file, keys into its JSON, new value, text the README must then hold, section)

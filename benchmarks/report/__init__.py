@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import data, detection, generalization, inference, training
+from . import data, detection, generalization, inference, pipeline, training
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 # Where the sections live: together they hold each section of SECTIONS once.
-DOCUMENTS = (README, REPO / "docs" / "generalization.md")
+DOCUMENTS = (README, REPO / "docs" / "generalization.md", REPO / "docs" / "scale.md")
 SECTION = re.compile(r"(<!-- report:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /report -->)",
                      re.DOTALL)
 
@@ -47,6 +47,9 @@ SECTIONS = {
     "data": Section((results("data"),), data.loader, BENCH.format("bench_data")),
     "frontend": Section((results("frontend"),), data.frontend, BENCH.format("bench_frontend")),
     "training": Section((results("training"),), training.recipes, BENCH.format("bench_training")),
+    "pipeline": Section((results("pipeline"),), pipeline.efficiency,
+                        "`python -m benchmarks.bench_training --pipeline --corpus DIR`"),
+    "ddp": Section((results("ddp"),), pipeline.ddp, "`python -m benchmarks.bench_training --ddp`"),
     "generalization": Section((results("generalization"),), generalization.render,
                               "`python -m benchmarks.bench_generalization` (part of `make bench`)"),
     "ablation": Section((results("generalization"),), generalization.ablation,
@@ -97,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 if a document differs from the results")
     parser.add_argument("--readme", type=Path, action="append",
-                        help="a document to regenerate (repeatable; default: README.md and "
-                             "docs/generalization.md)")
+                        help="a document to regenerate (repeatable; default: README.md, "
+                             "docs/generalization.md and docs/scale.md)")
     parser.add_argument("--root", type=Path, default=REPO,
                         help="where benchmarks/results/ and docs/ are read from")
     args = parser.parse_args(argv)

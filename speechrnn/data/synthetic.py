@@ -41,6 +41,7 @@ from .. import audio
 from ..config import DataConfig
 from ..errors import SpeechRNNError
 from . import neural, noises
+from .base import cache_dir
 from .espeak import Prosody, open_backend
 from .speech_commands import NOISE_DIR
 
@@ -397,10 +398,6 @@ def render(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SPEECHRNN_CACHE") or Path.home() / ".cache" / "speechrnn")
 
 
 def ensure_rendered(cfg: DataConfig) -> Path:
