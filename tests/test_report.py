@@ -151,6 +151,14 @@ RESULTS = {
         training_row("fsdd/gru held-out george", "FSDD, one speaker held out", 500, None,
                      test_accuracy=(0.834, 0.02), train_seconds=(202.0, 4.0),
                      wall_seconds=(210.0, 4.0), train_clips_per_s=(336.0, 6.0), epochs=(30, 0))]}),
+    "benchmarks/results/screen_default.jsonl": [
+        {"name": "before", "overrides": [], "seed": 0, "val_accuracy": 0.871,
+         "dev_unknown_share": 0.893, "meta": meta_block()},
+        {"name": "mean only", "overrides": ["features.normalize_variance=false"], "seed": 0,
+         "val_accuracy": 0.886, "dev_unknown_share": 0.97,
+         "dev_noise": {"noise_seconds": 199.7, "false_keywords": 2,
+                       "silence_share": {"digital silence": 1.0, "a click": 0.25}},
+         "meta": {**meta_block(), "commit": "def5678"}}],
     "docs/compare_cells/results.json": {
         "results": [{"dataset": "fsdd", "sizing": "equal hidden", "cell": cell, "hidden": 64,
                      "train_clips_s": {"median": value}}
@@ -183,7 +191,10 @@ def write_results(root: Path, results: dict) -> Path:
     for relative, result in results.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result))
+        if path.suffix == ".jsonl":
+            path.write_text("".join(json.dumps(row) + "\n" for row in result))
+        else:
+            path.write_text(json.dumps(result))
     return root
 
 
@@ -257,6 +268,8 @@ CHANGES = [
      "ablation"),
     ("benchmarks/results/generalization.json", ["parts", "default", "test_accuracy", "mean"],
      0.943, "94.3 %", "ablation"),
+    ("benchmarks/results/screen_default.jsonl", [1, "dev_unknown_share"], 0.512, "51.2 %",
+     "screening"),
 ]
 
 
@@ -280,6 +293,16 @@ def test_the_ablation_table_names_each_variant_and_the_commit_it_was_measured_at
                         or line.startswith("| no CMVN")]
     assert shipped.endswith("`abc1234` |")  # the file's run
     assert "`features.normalize=false`" in variant and variant.endswith("`def5678` |")
+
+
+def test_the_screening_table_has_a_row_per_screen_in_order_with_its_commit(tmp_path):
+    table = sections(report.update(documents(), write_results(tmp_path, RESULTS)))["screening"]
+    before, mean_only = [line for line in table.splitlines() if line.startswith("| before")
+                         or line.startswith("| mean only")]
+    assert table.index("| before") < table.index("| mean only")
+    assert "`features.normalize_variance=false` | 88.6 % | 97.0 % | 2 in 3.3 min | 100.0 % | " \
+           "25.0 % | `def5678` |" in mean_only
+    assert before.endswith("not measured | `abc1234` |")  # screened before dev_noise existed
 
 
 def test_a_missed_target_is_reported_as_missed(tmp_path):

@@ -55,6 +55,8 @@ SECTIONS = {
     "ablation": Section((results("generalization"),), generalization.ablation,
                         "`python -m benchmarks.bench_generalization --only default` and "
                         "`--only ablation --variant NAME --override KEY=VALUE`"),
+    "screening": Section(("benchmarks/results/screen_default.jsonl",), generalization.screening,
+                         "`python -m benchmarks.screen_default NAME [KEY=VALUE ...]`"),
     "cells": Section(("docs/compare_cells/results.json",), training.cells,
                      "`python -m benchmarks.compare_cells`"),
     "inference": Section((results("inference"),), inference.render, BENCH.format("bench_inference")),
@@ -62,6 +64,14 @@ SECTIONS = {
     "detection": Section((results("inference"),), detection.render,
                          BENCH.format("bench_inference")),
 }
+
+
+def load(path: Path):
+    """A result file: one JSON document, or a list of rows for JSON Lines (``.jsonl``)."""
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
 
 
 def render_section(name: str, root: Path = REPO) -> str:
@@ -74,7 +84,7 @@ def render_section(name: str, root: Path = REPO) -> str:
     if missing:
         return (f"*Not measured yet: run {section.command}, then `python -m benchmarks.report` "
                 f"(missing: {', '.join(f'`{m}`' for m in missing)}).*\n")
-    loaded = [json.loads(path.read_text()) for path in paths]
+    loaded = [load(path) for path in paths]
     for source, result in zip(section.sources, loaded):
         if isinstance(result, dict) and result.get("quick"):
             raise SystemExit(f"{source} holds a --quick run: its numbers are not meaningful")
