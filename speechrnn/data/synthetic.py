@@ -2,7 +2,7 @@
 
 ``DIR/<word>/<speaker>_nohash_<n>.wav`` (16 kHz mono 16-bit, exactly 1 s), ``validation_list.txt``
 and ``testing_list.txt`` (split by speaker, as in GSC) and ``_background_noise_/`` (coloured noise,
-hum, music-like tones, clatter and digital silence: ``noises.py``), so the Speech Commands loader, the silence class and noise augmentation all work
+hum, music-like tones, clatter, clicks and digital silence: ``noises.py``), so the Speech Commands loader, the silence class and noise augmentation all work
 without a download.
 
 A synthetic speaker is a deterministic draw of an English accent, an espeak-ng voice variant, a
