@@ -1,11 +1,13 @@
 """How the models do on speakers, voices, noise and channels they were not tuned on (issue 11).
 
-    python -m benchmarks.bench_generalization [--only PART ...] [--seeds 0 1 2]
+    python -m benchmarks.bench_generalization [--only PART ...] [--seeds 0 1 2] [--jobs N]
         [--recipe fsdd/gru] [--override KEY=VALUE ...] [--fsdd PATH] [--noise PATH] [--quick]
 
 Every training runs once per seed (`speechrnn train ... trainer.seed=N`, see benchmarks/runs.py)
 into benchmarks/results/runs/generalization/; every number is given per seed and as the mean and
-standard deviation over seeds. Parts (``--only`` runs some and keeps the others' earlier results):
+standard deviation over seeds. ``--jobs N`` trains up to N seeds of a training at once, each in
+its own process (with ``OMP_NUM_THREADS`` = cores / N, seeds finish sooner than one after the
+other on 2 cores; the numbers do not depend on it). Parts (``--only`` runs some and keeps the others' earlier results):
 
 - ``loso``: FSDD leave-one-speaker-out with ``--recipe`` (+ ``--override``s): one fold per
   speaker (``data.test_speakers=[SPEAKER]``; validation comes from the other speakers only),
@@ -39,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+from concurrent.futures import ThreadPoolExecutor
 import json
 import os
 import statistics
@@ -158,8 +161,8 @@ def loso_summary(rows: list[dict]) -> dict:
 class Trainer:
     """Trains runs/generalization/<name>/seed<N> once per invocation (parts share them)."""
 
-    def __init__(self, quick: bool):
-        self.quick, self.done = quick, {}
+    def __init__(self, quick: bool, jobs: int = 1):
+        self.quick, self.jobs, self.done = quick, jobs, {}
 
     def __call__(self, name: str, overrides: list[str], seed: int) -> dict:
         folder = runs.run_dir(name, seed, self.quick, GROUP)
@@ -172,6 +175,11 @@ class Trainer:
                 "test_accuracy": summary["test_accuracy"], "test_clips": summary["clips"]["test"],
                 "val_accuracy": summary["val_accuracy"], "wall_seconds": run["wall_seconds"]}
         return dict(self.done[folder])
+
+    def each(self, name: str, overrides: list[str], seeds: list[int]) -> list[dict]:
+        """One run per seed, up to ``jobs`` training at once."""
+        with ThreadPoolExecutor(self.jobs) as pool:
+            return list(pool.map(lambda seed: self(name, overrides, seed), seeds))
 
 
 def model(run: dict) -> Recognizer:
@@ -198,10 +206,9 @@ def loso(args, train: Trainer) -> dict:
     if args.quick:
         speakers = speakers[:2]
     base = [f"recipe={args.recipe}", f"data.root={args.fsdd}", *args.override]
-    rows = [{"speaker": speaker,
-             **train(f"loso {args.recipe} {speaker}", [*base, f"data.test_speakers=[{speaker}]"],
-                     seed)}
-            for speaker in speakers for seed in args.seeds]
+    rows = [{"speaker": speaker, **run} for speaker in speakers
+            for run in train.each(f"loso {args.recipe} {speaker}",
+                                  [*base, f"data.test_speakers=[{speaker}]"], args.seeds)]
     return {"recipe": args.recipe, "overrides": args.override,
             "command": bench_command("loso", args.seeds, recipe_arguments(args)),
             "folds": rows, **loso_summary(rows)}
@@ -236,9 +243,8 @@ def fsdd_truth(fsdd: Path) -> tuple[list[Path], list[str]]:
 def synth2real(args, train: Trainer) -> dict:
     files, truth = fsdd_truth(args.fsdd)
     digits = []
-    for seed in args.seeds:
-        run = train("synthetic/digits", ["recipe=synthetic/digits",
-                                         f"data.test_root={args.fsdd}"], seed)
+    for run in train.each("synthetic/digits", ["recipe=synthetic/digits",
+                                               f"data.test_root={args.fsdd}"], args.seeds):
         recognizer = model(run)
         said = predicted(recognizer, np.stack([recognizer.load(p) for p in files]))
         digits.append({**run, "fsdd_clips": len(files),
@@ -254,23 +260,29 @@ def default_model(args, train: Trainer, name: str, overrides: list[str]) -> dict
     files, _ = fsdd_truth(args.fsdd)
     _, held_out = split_noise(args.noise, meta.RESULTS / "noise_halves")
     rows = []
-    for seed in args.seeds:
-        run = train(name, overrides, seed)
+    for run in train.each(name, overrides, args.seeds):
         recognizer = model(run)
         said = predicted(recognizer, np.stack([recognizer.load(p) for p in files]))
-        row = {**run, "fsdd_unknown_share": said.count(UNKNOWN) / len(said),
-               "fsdd_predictions": {label: said.count(label) for label in sorted(set(said))},
-               "silence_share": {}}
-        for kind, clips in probes(held_out, recognizer.sample_rate).items():
-            got = predicted(recognizer, np.stack([recognizer.prepare(c) for c in clips]))
-            row["silence_share"][kind] = got.count(SILENCE) / len(got)
-        row.update(false_keywords(meta.REPO / run["run_dir"] / "model.onnx", held_out))
-        rows.append(row)
+        rows.append({**run, "fsdd_unknown_share": said.count(UNKNOWN) / len(said),
+                     "fsdd_predictions": {label: said.count(label) for label in sorted(set(said))},
+                     **nothing_said(run, held_out)})
     return {"seeds": rows, "test_accuracy": spread_of(rows, "test_accuracy"),
             "fsdd_unknown_share": spread_of(rows, "fsdd_unknown_share"),
             "silence_share": {kind: runs.spread(row["silence_share"][kind] for row in rows)
                               for kind in rows[0]["silence_share"]},
             "false_keywords_per_hour": spread_of(rows, "false_keywords_per_hour")}
+
+
+def nothing_said(run: dict, noise: Path) -> dict:
+    """What the run's model makes of clips with nothing said (``probes`` cut from ``noise``: the
+    share called `_silence_` per kind) and its false keywords on the ``noise`` recordings."""
+    recognizer = model(run)
+    shares = {}
+    for kind, clips in probes(noise, recognizer.sample_rate).items():
+        got = predicted(recognizer, np.stack([recognizer.prepare(c) for c in clips]))
+        shares[kind] = got.count(SILENCE) / len(got)
+    return {"silence_share": shares,
+            **false_keywords(meta.REPO / run["run_dir"] / "model.onnx", noise)}
 
 
 def default(args, train: Trainer) -> dict:
@@ -313,8 +325,7 @@ def noise(args, train: Trainer) -> dict:
                                     120.0 if args.quick else 3600.0)["hour"]
         result["digit_recording_seconds"] = recording["seconds"]
         rows = []
-        for seed in args.seeds:
-            run = train("fsdd/kws", overrides, seed)
+        for run in train.each("fsdd/kws", overrides, args.seeds):
             path = meta.REPO / run["run_dir"] / "model.onnx"
             rows.append({**run, **false_keywords(path, held_out),
                          "digits": score(detect(path, recording["path"]), recording["reference"],
@@ -328,9 +339,9 @@ def noise(args, train: Trainer) -> dict:
 def channel(args, train: Trainer) -> dict:
     grid = conditions()
     seeds = []
-    for seed in args.seeds:
-        run = train(f"channel {args.recipe}",
-                    [f"recipe={args.recipe}", f"data.root={args.fsdd}", *args.override], seed)
+    for run in train.each(f"channel {args.recipe}",
+                          [f"recipe={args.recipe}", f"data.root={args.fsdd}", *args.override],
+                          args.seeds):
         recognizer = model(run)
         cfg = OmegaConf.load(meta.REPO / run["run_dir"] / "config.yaml")
         test = build_splits(cfg.data).test
@@ -388,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"run only these parts ({', '.join(PARTS)})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                         help="trainer.seed values; results are their mean and std")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="trainings at once (seeds of one training; default 1)")
     parser.add_argument("--recipe", default="fsdd/gru", help="the FSDD recipe of loso and channel")
     parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                         help="a Hydra override added to loso's, channel's and ablation's trainings")
@@ -403,7 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.only or [part for part in PARTS if part not in ON_REQUEST]
 
     started = meta.start()
-    train = Trainer(args.quick)
+    if args.jobs < 1:
+        raise SystemExit(f"--jobs {args.jobs}: give 1 or more")
+    train = Trainer(args.quick, args.jobs)
     measured = {}
     for part in parts:
         print(f"--- {part}", flush=True)
@@ -415,7 +430,8 @@ def main(argv: list[str] | None = None) -> int:
                {"targets": TARGETS, "parts": {p: measured[p] for p in PARTS if p in measured}},
                started, threads={"torch": os.environ.get("OMP_NUM_THREADS",
                                                          "default (one per core)"),
-                                 "onnxruntime": "default (one per core)"}, quick=args.quick)
+                                 "onnxruntime": "default (one per core)",
+                                 "trainings at once": args.jobs}, quick=args.quick)
     return 0
 
 

@@ -1,7 +1,10 @@
-"""Train the reference recipes and report accuracy, training time and throughput side by side.
+"""Train the reference recipes and report accuracy, training time and throughput side by side;
+with --pipeline, how well the data pipeline keeps up; with --ddp, 2-process DDP against one process.
 
     python -m benchmarks.bench_training [--only fsdd/gru ...] [--seeds 0 1 2] [--fsdd PATH]
                                         [--noise PATH] [--quick]
+    python -m benchmarks.bench_training --pipeline --corpus DIR [--threads N] [--quick]
+    python -m benchmarks.bench_training --ddp [--seeds 0 1 2] [--quick]
 
 Each recipe runs once per seed (trainer.seed) as `speechrnn train` in its own process (one at a
 time, so they do not share the cores; torch's default threads, the recipe's DataLoader workers)
@@ -9,13 +12,26 @@ into benchmarks/results/runs/<name>/seed<N>/; benchmarks/results/training.json k
 seed's summary and their mean and standard deviation (with --only, the other runs' rows stay as
 they were). 3-9 min a recipe and seed on 2 cores. ``--quick``: fsdd/gru, one seed, one epoch,
 into runs-quick/, written to training_quick.json (numbers not meaningful).
+
+``--pipeline`` (benchmarks/pipeline.py says what is measured): the default recipe
+(synthetic/gru) on a Speech Commands-scale corpus, 35 words x 3,000 clips that
+``speechrnn synth`` renders into --corpus (the command is printed when the folder is empty),
+and fsdd/gru on FSDD, each in a fresh process with a cold decode cache; written to
+pipeline.json. ``--quick`` renders 35 words x 8 clips into a temporary folder instead and
+measures one short round.
+
+``--ddp``: fsdd/gru as one process with batch 64 and as 2 torchrun processes with batch 32 each
+(the same global batch), the decode cache filled first; test accuracy over the seeds and
+training clips/s of each; written to ddp.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from benchmarks import meta, runs
@@ -86,6 +102,92 @@ def recipe_row(name: str, seeds: list[int], fsdd: Path, noise: Path, quick: bool
     return row
 
 
+# The 35 words of Speech Commands v2: the 10 commands, the 10 digits, the 15 auxiliary words.
+SPEECH_COMMANDS_WORDS = ("yes,no,up,down,left,right,on,off,stop,go,zero,one,two,three,four,"
+                         "five,six,seven,eight,nine,bed,bird,cat,dog,happy,house,marvin,sheila,"
+                         "tree,wow,backward,forward,follow,learn,visual")
+CORPUS_CLIPS = 3000  # a word, as in --pipeline's corpus
+QUICK_CLIPS = 8
+# name -> overrides ({corpus}, {fsdd}) of the setups --pipeline measures.
+PIPELINES = {
+    "synthetic/gru, 35 words": ["recipe=synthetic/gru", "data.root={corpus}", "data.words=[]"],
+    "fsdd/gru": ["recipe=fsdd/gru", "data.root={fsdd}"],
+}
+DDP_RECIPE = ["recipe=fsdd/gru", "data.root={fsdd}"]
+GLOBAL_BATCH = 64
+
+
+def synth_command(out: Path, per_word: int) -> list[str]:
+    """The `speechrnn synth` line that renders the 35-word corpus (espeak-ng voices only)."""
+    return ["speechrnn", "synth", "--out", str(out), "--words", SPEECH_COMMANDS_WORDS,
+            "--unknown-words", "", "--per-word", str(per_word)]
+
+
+def measure_in_fresh_process(overrides: list[str], rounds: int, batches: int,
+                             threads: int | None) -> dict:
+    command = [sys.executable, "-m", "benchmarks.bench_training", "--measure",
+               json.dumps({"overrides": overrides, "rounds": rounds, "batches": batches,
+                           "threads": threads})]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True,
+                          cwd=meta.REPO)
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def pipeline(corpus: Path | None, fsdd: Path, threads: int | None, quick: bool) -> int:
+    started = meta.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        if quick:
+            corpus = Path(tmp) / "corpus"
+            subprocess.run([sys.executable, "-m", *synth_command(corpus, QUICK_CLIPS)],
+                           check=True, stdout=subprocess.DEVNULL)
+        elif corpus is None or not corpus.is_dir() or not any(corpus.iterdir()):
+            line = " ".join(f"'{a}'" if not a or "," in a else a
+                            for a in synth_command(corpus or Path("CORPUS"), CORPUS_CLIPS))
+            print(f"--corpus: render the Speech Commands-scale corpus first (105,000 clips, "
+                  f"about 3.5 GB):\n  {line}", file=sys.stderr)
+            return 2
+        rounds, batches = (1, 6) if quick else (5, 100)
+        rows = []
+        for name, overrides in PIPELINES.items():
+            filled = [o.format(corpus=corpus, fsdd=fsdd) for o in overrides]
+            print(f"$ pipeline: {name}: {' '.join(filled)}", flush=True)
+            rows.append({"setup": name, "overrides": filled,
+                         **measure_in_fresh_process(filled, rounds, batches, threads)})
+    meta.write("pipeline", {"corpus": meta.relative(corpus) if not quick else "temporary",
+                            "clips_per_word": QUICK_CLIPS if quick else CORPUS_CLIPS,
+                            "rows": rows}, started,
+               threads={"torch": threads or "default (one per core)",
+                        "dataloader_workers": "the recipe's"}, quick=quick)
+    return 0
+
+
+def ddp(seeds: list[int], fsdd: Path, quick: bool) -> int:
+    started = meta.start()
+    recipe = [o.format(fsdd=fsdd) for o in DDP_RECIPE]
+    # One epoch first, so every run reads the decode cache (the first would decode the files).
+    runs.train([*recipe, "trainer.epochs=1"], seeds[0], runs.run_dir("cache fill", 0, quick, "ddp"))
+    overrides = [*recipe, *(["trainer.epochs=1"] if quick else [])]
+    rows = []
+    for processes in (1, 2):
+        batch = [f"data.batch_size={GLOBAL_BATCH // processes}"]
+        seed_runs = []
+        for seed in seeds:
+            folder = runs.run_dir(f"{processes} processes", seed, quick, "ddp")
+            run = runs.train([*overrides, *batch], seed, folder, processes=processes)
+            seed_runs.append({"seed": seed, "test_accuracy": run["summary"]["test_accuracy"],
+                              "train_clips_per_s": run["summary"]["train_clips_per_s"],
+                              "wall_seconds": run["wall_seconds"], "command": run["command"]})
+        rows.append({"processes": processes, "batch_per_process": GLOBAL_BATCH // processes,
+                     "seeds": seed_runs,
+                     **{key: runs.spread(run[key] for run in seed_runs)
+                        for key in ("test_accuracy", "train_clips_per_s", "wall_seconds")}})
+    meta.write("ddp", {"recipe": "fsdd/gru", "global_batch": GLOBAL_BATCH, "rows": rows}, started,
+               threads={"torch": "default (one per core) for 1 process, 1 a process under "
+                                 "torchrun (its default)",
+                        "dataloader_workers": "the recipe's, in each process"}, quick=quick)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", choices=list(RUNS), help="run only these")
@@ -94,7 +196,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2],
                         help="trainer.seed values; accuracy is reported as their mean and std")
     parser.add_argument("--quick", action="store_true", help="fsdd/gru, one seed, one epoch")
+    part = parser.add_mutually_exclusive_group()
+    part.add_argument("--pipeline", action="store_true",
+                      help="pipeline efficiency, epoch times and memory (not the recipes)")
+    part.add_argument("--ddp", action="store_true",
+                      help="2-process DDP vs one process on the same global batch")
+    part.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", type=Path, help="--pipeline: the 35-word corpus folder")
+    parser.add_argument("--threads", type=int, help="--pipeline: torch threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.measure:
+        from benchmarks.pipeline import measure
+
+        print(json.dumps(measure(**json.loads(args.measure))))
+        return 0
+    if args.pipeline:
+        return pipeline(args.corpus, args.fsdd, args.threads, args.quick)
+    if args.ddp:
+        return ddp(args.seeds[:1] if args.quick else args.seeds, args.fsdd, args.quick)
     names = ["fsdd/gru"] if args.quick else (args.only or list(RUNS))
     seeds = args.seeds[:1] if args.quick else args.seeds
 

@@ -26,13 +26,17 @@ def run_dir(name: str, seed: int, quick: bool, group: str = "") -> Path:
     return (root / group if group else root) / slug / f"seed{seed}"
 
 
-def train(overrides: list[str], seed: int, folder: Path) -> dict:
+def train(overrides: list[str], seed: int, folder: Path, processes: int = 1) -> dict:
     """One seed of one training: ``summary`` (the run's summary.json), ``wall_seconds`` and
-    ``command`` (the `speechrnn train` line that reproduces it)."""
-    command = [sys.executable, "-m", "speechrnn", "train", *overrides, f"trainer.seed={seed}",
-               "trainer.progress=false",
+    ``command`` (the `speechrnn train` line that reproduces it). ``processes`` > 1: DDP on this
+    machine through torchrun."""
+    launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 f"--nproc_per_node={processes}", "-m", "speechrnn.train_cli"] if processes > 1
+                else [sys.executable, "-m", "speechrnn", "train"])
+    command = [*launcher, *overrides, f"trainer.seed={seed}", "trainer.progress=false",
                f"hydra.run.dir={folder}", "trainer.overwrite=true"]  # a rerun replaces the run
-    line = "speechrnn " + " ".join(command[3:])
+    line = (f"torchrun --standalone --nproc_per_node={processes} -m speechrnn.train_cli "
+            if processes > 1 else "speechrnn train ") + " ".join(command[len(launcher):])
     print("$ " + line, flush=True)
     start = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)

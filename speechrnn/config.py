@@ -177,6 +177,9 @@ class DataConfig(Section):
     download: bool = False
     batch_size: int = ranged(64, ge=1)
     num_workers: int = ranged(2, ge=0)
+    # Keep each clip's decoded samples (at sample_rate, int16) in the cache folder
+    # ($SPEECHRNN_CACHE/decoded), so later epochs and runs read them instead of the files.
+    cache: bool = True
     synth: SynthConfig = field(default_factory=SynthConfig)
     # Long-range memory probe: word first, then this many seconds of noise (None: off).
     probe_delay_seconds: Optional[float] = ranged(None, ge=0, le=60)
@@ -204,6 +207,9 @@ class FeaturesConfig(Section):
     deltas: int = ranged(0, ge=0, le=2)
     # Per-utterance mean/variance: not causal, so such a model cannot be exported for streaming.
     normalize: bool = False
+    # With normalize: false keeps each coefficient's spread (mean-only, CMN), so quiet sounds stay
+    # quiet instead of being scaled up to the level of speech.
+    normalize_variance: bool = True
     freq_masks: int = ranged(0, ge=0)
     freq_mask_width: int = ranged(8, ge=0)
     time_masks: int = ranged(0, ge=0)

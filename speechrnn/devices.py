@@ -97,6 +97,20 @@ class Distributed:
         return box[0]
 
 
+def export_submitit_environment() -> None:
+    """In a job that Hydra's submitit launcher started as several tasks (hydra.launcher
+    tasks_per_node or nodes above 1), set what torchrun would (RANK, WORLD_SIZE, LOCAL_RANK,
+    MASTER_ADDR, MASTER_PORT) from the job's own variables, so the tasks train as one DDP run."""
+    if "WORLD_SIZE" in os.environ or not os.environ.get("SUBMITIT_EXECUTOR"):
+        return
+    from submitit.helpers import TorchDistributedEnvironment
+
+    job = TorchDistributedEnvironment()
+    if job.world_size > 1:
+        # Each task sees every GPU of its node and takes cuda:LOCAL_RANK (init_distributed).
+        job.export(set_cuda_visible_devices=False)
+
+
 def init_distributed(device_name: str) -> tuple[Distributed, torch.device]:
     """Join the process group that torchrun describes in the environment (gloo on CPU, nccl on GPU)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

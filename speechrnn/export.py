@@ -80,8 +80,7 @@ def check_streamable(model: nn.Module) -> None:
         problems.append("the encoder is bidirectional (it reads each clip backwards from its "
                         "end); train with model.bidirectional=false")
     if model.frontend.normalize:
-        problems.append("features.normalize=true uses the mean and variance of the whole "
-                        "utterance; train with features.normalize=false (model.input_norm=true "
+        problems.append("features.normalize=true uses statistics of the whole utterance; train with features.normalize=false (model.input_norm=true "
                         "normalises each frame instead)")
     if model.frontend.deltas is not None:
         problems.append("features.deltas>0 look ahead of the current frame; train with "

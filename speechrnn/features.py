@@ -151,7 +151,8 @@ class Frontend(nn.Module):
 
     ``forward(wave [B, S]) -> [B, T, output_dim]`` with ``output_dim = n_mfcc * (1 + deltas)``.
 
-    ``normalize=True`` uses the mean and variance of the whole utterance, so it is not causal.
+    ``normalize=True`` subtracts each coefficient's mean over the whole utterance and, with
+    ``normalize_variance``, divides by its standard deviation; either way it is not causal.
     """
 
     def __init__(
@@ -167,6 +168,7 @@ class Frontend(nn.Module):
         power_floor: float = AMIN,
         deltas: int = 0,
         normalize: bool = False,
+        normalize_variance: bool = True,
         freq_masks: int = 0,
         freq_mask_width: int = 8,
         time_masks: int = 0,
@@ -179,6 +181,7 @@ class Frontend(nn.Module):
         self.deltas = Deltas() if deltas else None
         self.order = deltas
         self.normalize = normalize
+        self.normalize_variance = normalize_variance
         self.output_dim = n_mfcc * (1 + deltas)
         # Masks are filled with 0, the per-utterance mean when normalize is on.
         self.spec_augment = nn.Sequential(
@@ -195,7 +198,7 @@ class Frontend(nn.Module):
             sample_rate=sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft,
             win_length=cfg.win_length, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
             f_min=cfg.f_min, f_max=cfg.f_max, power_floor=cfg.power_floor, deltas=cfg.deltas,
-            normalize=cfg.normalize,
+            normalize=cfg.normalize, normalize_variance=cfg.normalize_variance,
             freq_masks=cfg.freq_masks, freq_mask_width=cfg.freq_mask_width,
             time_masks=cfg.time_masks, time_mask_width=cfg.time_mask_width,
         )
@@ -215,8 +218,10 @@ class Frontend(nn.Module):
                 stack.append(self.deltas(stack[-1]))
             features = torch.cat(stack, dim=-1)
         if self.normalize:
-            centred = features - features.mean(dim=1, keepdim=True)
-            features = centred * torch.rsqrt(centred.square().mean(dim=1, keepdim=True) + NORM_EPS)
+            features = features - features.mean(dim=1, keepdim=True)
+            if self.normalize_variance:
+                features = features * torch.rsqrt(features.square().mean(dim=1, keepdim=True)
+                                                  + NORM_EPS)
         if self.training and len(self.spec_augment):
             # The maskers work on (..., freq, time).
             features = self.spec_augment(features.transpose(1, 2)).transpose(1, 2)

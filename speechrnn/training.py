@@ -29,9 +29,10 @@ from tqdm import tqdm
 
 from . import checkpoint, reports, tracking
 from .config import Config, Optimizer, OptimConfig, Schedule, SchedulerConfig, plain, validate
-from .data import build_datasets, build_splits, build_stream_datasets, make_loader
+from .data import build_datasets, build_splits, build_stream_datasets, decode_cache, make_loader
 from .data.validate import check_clips
-from .devices import init_distributed, rng_state, seed_everything, set_rng_state
+from .devices import (export_submitit_environment, init_distributed, rng_state, seed_everything,
+                      set_rng_state)
 from .errors import SpeechRNNError, UsageError
 from .streamloss import ClipObjective, StreamObjective
 from .export import export_after_training
@@ -218,7 +219,7 @@ class Trainer:
         # Rank 0 prepares the data first (the synthetic set may be rendered into a shared cache).
         if not self.dist.is_main:
             self.dist.barrier()
-        self.splits = check_clips(build_splits(cfg.data), cfg.data.on_bad_file)
+        self.splits = check_clips(build_splits(cfg.data), cfg.data.on_bad_file, decode_cache(cfg.data))
         if self.dist.is_main:
             self.dist.barrier()
         self.labels = self.splits.labels
@@ -322,6 +323,23 @@ class Trainer:
             checkpoint.save(self.state(), self.ckpt_dir / name)
 
     # -- the loop -----------------------------------------------------------------------
+    def train_step(self, batch):
+        """One optimizer step on a batch of the objective's: its loss, the examples it got
+        right and counted (clips, or keyword occurrences), and the pre-clip gradient norm."""
+        with torch.autocast(device_type=self.device.type, enabled=self.amp):
+            loss, correct, seen = self.objective.step(self.net, batch, self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        clip = self.cfg.trainer.grad_clip
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip else math.inf)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.step += 1
+        return loss, correct, seen, grad_norm
+
     def train_epoch(self) -> dict:
         self.net.train()
         dataset = self.datasets["train"]
@@ -334,18 +352,7 @@ class Trainer:
         for batch_index, batch in enumerate(self.train_loader):
             if batch_index >= self.steps_per_epoch:
                 break
-            with torch.autocast(device_type=self.device.type, enabled=self.amp):
-                loss, batch_correct, batch_seen = self.objective.step(self.net, batch, self.device)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-            clip = self.cfg.trainer.grad_clip
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip if clip else math.inf)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-            if self.scheduler is not None:
-                self.scheduler.step()
-            self.step += 1
+            loss, batch_correct, batch_seen, grad_norm = self.train_step(batch)
             total_loss += loss.item() * batch_seen
             correct += batch_correct
             seen += batch_seen
@@ -354,7 +361,7 @@ class Trainer:
             self.metrics.add("step", record)
             self.tracker.log(record, step=self.step)
             bar.update()
-            bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
+            bar.set_postfix(loss=f"{total_loss / max(seen, 1):.3f}", acc=f"{correct / max(seen, 1):.3f}",
                             clips_s=f"{seen * self.dist.world_size / (time.perf_counter() - start):.0f}")
         bar.close()
         seconds = time.perf_counter() - start
@@ -480,6 +487,7 @@ def fit(cfg: DictConfig, run_dir: str | os.PathLike, epoch_callback: Optional[Ep
     cfg = OmegaConf.to_object(cfg)  # the typed Config: every section below is a checked dataclass
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    export_submitit_environment()
     main_process = os.environ.get("RANK", "0") == "0"  # torchrun's rank 0 holds the lock
     try:
         with lock_run_dir(run_dir) if main_process else contextlib.nullcontext():

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import librosa
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ from speechrnn import audio
 from speechrnn.config import AugmentConfig
 from speechrnn.data.augment import (Augment, BackgroundNoise, Channel, Endpoint, Gain, NoiseBank,
                                     Reverb, Speed, TimeShift, VocalTract, build_transform)
+from speechrnn.data.cache import DecodeCache
 from speechrnn.errors import SpeechRNNError
 
 RATE = 16000
@@ -61,6 +66,26 @@ def test_noise_bank_resamples_and_repeats_short_files(tmp_path, noise_root):
     segment = NoiseBank(tmp_path).segment(RATE, RATE, np.random.default_rng(0))
     assert segment.shape == (RATE,)
     np.testing.assert_array_equal(segment[:1600], segment[1600:3200])
+
+
+def test_a_cached_noise_bank_cuts_the_same_segments_from_the_cache(tmp_path, noise_root):
+    folder = tmp_path / "noise"
+    shutil.copytree(noise_root, folder)
+    cached = NoiseBank(folder, cache=DecodeCache(tmp_path / "cache", RATE))
+    plain = NoiseBank(folder)
+    for seed in range(4):
+        np.testing.assert_array_equal(cached.segment(RATE, RATE, np.random.default_rng(seed)),
+                                      plain.segment(RATE, RATE, np.random.default_rng(seed)))
+    assert len(list((tmp_path / "cache").glob("*/*.i16"))) >= 1
+    # Files silenced behind the cache's back (same size and time): the cached bank does not
+    # open them again, a fresh one without the cache reads the silence.
+    for path in map(Path, cached.paths):
+        stamp = path.stat()
+        data, rate = sf.read(path, dtype="int16")
+        sf.write(path, np.zeros_like(data), rate, subtype="PCM_16")
+        os.utime(path, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    assert np.abs(cached.segment(RATE, RATE, np.random.default_rng(0))).max() > 0
+    assert np.abs(NoiseBank(folder).segment(RATE, RATE, np.random.default_rng(0))).max() == 0
 
 
 def test_time_shift_moves_the_energy_and_fills_with_zeros(speech):

@@ -128,3 +128,15 @@ def test_train_cli_names_a_missing_data_root(tmp_path):
     assert result.returncode == 1
     assert "data.root" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_slurm_ddp_launcher_composes_over_the_submitit_plugin():
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm_ddp", "hydra.launcher.nodes=2",
+                                           "hydra.launcher.tasks_per_node=4", "recipe=fsdd/gru"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_ == "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher"
+    # One GPU a task unless set otherwise.
+    assert (launcher.nodes, launcher.tasks_per_node, launcher.gpus_per_node) == (2, 4, 4)
+    assert launcher.partition is None and cfg.model.pooling == "attention"

@@ -84,7 +84,8 @@ def test_onnx_matches_pytorch(cell, bidirectional, pooling, waves, tmp_path):
 
 @pytest.mark.parametrize("overrides", [
     ["model.conv_layers=2", "model.input_norm=true", "model.pooling=mean"],
-    ["model.cell=rnn", "model.nonlinearity=relu", "features.deltas=2"],
+    ["model.cell=rnn", "model.nonlinearity=relu", "features.deltas=2",
+     "features.normalize=true", "features.normalize_variance=false"],
     ["model.impl=reference", "model.cell=lstm", "features.normalize=false"],
 ])
 def test_onnx_matches_pytorch_for_frontend_and_encoder_options(overrides, waves, tmp_path):

@@ -144,6 +144,20 @@ def test_normalisation_per_utterance_and_coefficient(speech, noise):
             torch.testing.assert_close(var, torch.ones_like(var), atol=1e-3, rtol=0)
 
 
+def test_mean_only_normalisation_keeps_the_spread(speech, noise):
+    """normalize_variance=false centres each coefficient but leaves its spread, so a clip's
+    dynamics (and a quiet clip's quietness) survive."""
+    centred = Frontend(normalize=True, normalize_variance=False).eval()
+    raw = Frontend().eval()
+    with torch.no_grad():
+        for clips in (speech, noise):
+            wave = batch(clips, min(len(clip) for clip in clips))
+            features, reference = centred(wave), raw(wave)
+            mean = features.mean(dim=1)
+            torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-3, rtol=0)
+            torch.testing.assert_close(features, reference - reference.mean(dim=1, keepdim=True))
+
+
 def test_spec_augment_only_in_training(speech):
     torch.manual_seed(0)
     wave = batch(speech, 3400)

@@ -151,11 +151,37 @@ RESULTS = {
         training_row("fsdd/gru held-out george", "FSDD, one speaker held out", 500, None,
                      test_accuracy=(0.834, 0.02), train_seconds=(202.0, 4.0),
                      wall_seconds=(210.0, 4.0), train_clips_per_s=(336.0, 6.0), epochs=(30, 0))]}),
+    "benchmarks/results/screen_default.jsonl": [
+        {"name": "before", "overrides": [], "seed": 0, "val_accuracy": 0.871,
+         "dev_unknown_share": 0.893, "meta": meta_block()},
+        {"name": "mean only", "overrides": ["features.normalize_variance=false"], "seed": 0,
+         "val_accuracy": 0.886, "dev_unknown_share": 0.97,
+         "dev_noise": {"noise_seconds": 199.7, "false_keywords": 2,
+                       "silence_share": {"digital silence": 1.0, "a click": 0.25}},
+         "meta": {**meta_block(), "commit": "def5678"}}],
     "docs/compare_cells/results.json": {
         "results": [{"dataset": "fsdd", "sizing": "equal hidden", "cell": cell, "hidden": 64,
                      "train_clips_s": {"median": value}}
                     for cell, value in (("rnn", 1413.0), ("lstm", 1309.0), ("gru", 746.0))],
         "threads": {"1": {"median": 356.0}}, "load_average": [7.9, 7.9]},
+    "benchmarks/results/pipeline.json": with_meta({"corpus": "sc35", "clips_per_word": 3000, "rows": [
+        {"setup": name, "train_clips": clips, "batch_size": 64, "workers": 2, "torch_threads": 2,
+         "rounds": 3, "batches_per_round": 100, "efficiency": efficiency,
+         "real_clips_per_s": [real - 10, real, real + 10], "memory_clips_per_s": [700.0, 710.0, 720.0],
+         "setup_seconds": {"cold_cache": 41.0, "warm_cache": 3.0},
+         "epoch_seconds": {"cold_cache": 180.0, "warm_cache": 120.0},
+         "epoch_clips_per_s": {"cold_cache": 470.0, "warm_cache": 700.0},
+         "peak_rss_mb": {"main": 1250.0, "largest_worker": 640.0}, "decode_cache_mb": 3300.0,
+         "ms_a_clip": {"decode the file": 0.39, "read the cache": 0.04, "augment: Speed": 0.8,
+                       "collate": 0.2, "model step": 4.4}}
+        for name, clips, efficiency, real in (("synthetic/gru, 35 words", 84000, 0.93, 660.0),
+                                              ("fsdd/gru", 2437, 0.71, 505.0))]}),
+    "benchmarks/results/ddp.json": with_meta({"recipe": "fsdd/gru", "global_batch": 64, "rows": [
+        {"processes": processes, "batch_per_process": 64 // processes,
+         "seeds": [{"seed": seed} for seed in range(3)],
+         "test_accuracy": {"mean": accuracy, "std": 0.003},
+         "train_clips_per_s": {"mean": clips, "std": 4.0}, "wall_seconds": {"mean": 240.0, "std": 5.0}}
+        for processes, accuracy, clips in ((1, 0.9956, 350.0), (2, 0.9944, 420.0))]}),
     "benchmarks/results/inference.json": inference_result(),
     "benchmarks/results/generalization.json": generalization_result(),
     "benchmarks/results/stream.json": with_meta({
@@ -176,7 +202,10 @@ def write_results(root: Path, results: dict) -> Path:
     for relative, result in results.items():
         path = root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result))
+        if path.suffix == ".jsonl":
+            path.write_text("".join(json.dumps(row) + "\n" for row in result))
+        else:
+            path.write_text(json.dumps(result))
     return root
 
 
@@ -207,6 +236,12 @@ def test_every_section_renders_from_its_results(tmp_path):
     # The fixture measures two of bench_training's recipes: the README names the others.
     assert "No row at this commit for `fsdd/lstm`, `fsdd/rnn`, `fsdd/kws`" in rendered["training"]
     assert "99.5 % in < 5 min: met" in rendered["training"]
+    assert "| synthetic/gru, 35 words | 84,000 | **0.93** (target 0.9: met) | 660 / 710 |" in rendered["pipeline"]
+    assert "**0.71** (target 0.9: missed)" in rendered["pipeline"]
+    assert ("- fsdd/gru: decode the file 0.39, read the cache 0.04, augment: Speed 0.80, collate "
+            "0.20, model step 4.40") in rendered["pipeline"]
+    assert "| 2 | 32 | 99.44 % ± 0.30 | 420 ± 4 | 240 s |" in rendered["ddp"]
+    assert "Two processes train at 1.20x the clips/s of one" in rendered["ddp"]
 
 
 # (file, keys into its JSON, new value, text the README must then hold, section)
@@ -244,6 +279,8 @@ CHANGES = [
      "ablation"),
     ("benchmarks/results/generalization.json", ["parts", "default", "test_accuracy", "mean"],
      0.943, "94.3 %", "ablation"),
+    ("benchmarks/results/screen_default.jsonl", [1, "dev_unknown_share"], 0.512, "51.2 %",
+     "screening"),
     ("benchmarks/results/stream.json", ["runs", 0, "latency_s", "median"], 0.287, "0.287 (",
      "stream"),
     ("benchmarks/results/stream.json", ["runs", 1, "scores", 1, "recall"], 0.912, "0.935 / 0.912",
@@ -271,6 +308,16 @@ def test_the_ablation_table_names_each_variant_and_the_commit_it_was_measured_at
                         or line.startswith("| no CMVN")]
     assert shipped.endswith("`abc1234` |")  # the file's run
     assert "`features.normalize=false`" in variant and variant.endswith("`def5678` |")
+
+
+def test_the_screening_table_has_a_row_per_screen_in_order_with_its_commit(tmp_path):
+    table = sections(report.update(documents(), write_results(tmp_path, RESULTS)))["screening"]
+    before, mean_only = [line for line in table.splitlines() if line.startswith("| before")
+                         or line.startswith("| mean only")]
+    assert table.index("| before") < table.index("| mean only")
+    assert "`features.normalize_variance=false` | 88.6 % | 97.0 % | 2 in 3.3 min | 100.0 % | " \
+           "25.0 % | `def5678` |" in mean_only
+    assert before.endswith("not measured | `abc1234` |")  # screened before dev_noise existed
 
 
 def test_a_missed_target_is_reported_as_missed(tmp_path):

@@ -123,6 +123,10 @@ def test_background_sounds_are_what_they_are_named(tiny_synth):
     frames = read("clatter").reshape(-1, 160)
     level = np.sqrt(np.mean(frames**2, axis=1))
     assert np.max(level) > 10 * np.median(level)
+    # Clicks: silence with a few short bursts, so most 10 ms frames are exactly zero.
+    frames = read("clicks").reshape(-1, 160)
+    active = frames.any(axis=1)
+    assert 0 < active.mean() < 0.1 and np.abs(frames).max() > 0.01
     white = read("white_noise").reshape(-1, 160)
     assert np.max(np.sqrt(np.mean(white**2, axis=1))) < 2 * np.median(np.sqrt(np.mean(white**2, axis=1)))
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ from hydra import compose, initialize_config_dir
 
 from speechrnn import checkpoint
 from speechrnn.config import CONF_DIR
+from speechrnn.devices import export_submitit_environment
 from speechrnn.errors import SpeechRNNError
 from speechrnn.training import fit
 
@@ -133,21 +135,52 @@ def test_seeded_runs_are_identical(tmp_path, smoke_run):
     assert again["test_loss"] == smoke_run[1]["test_loss"]
 
 
+TORCHRUN_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                      "MASTER_PORT")
+
+
+def test_a_slurm_task_of_a_submitit_job_gets_torchruns_variables():
+    # Task 5 of 8: 2 nodes x 4 tasks, the second task on the second node.
+    slurm = {"SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "4242", "SLURM_NTASKS": "8",
+             "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "gpu[07-08]", "SLURM_PROCID": "5",
+             "SLURM_LOCALID": "1"}
+    with mock.patch.dict(os.environ, slurm):  # the whole environment comes back afterwards
+        for name in TORCHRUN_VARIABLES:
+            os.environ.pop(name, None)
+        export_submitit_environment()
+        exported = {name: os.environ.get(name) for name in TORCHRUN_VARIABLES}
+    assert exported | {"MASTER_PORT": None} == {
+        "RANK": "5", "WORLD_SIZE": "8", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "4",
+        "MASTER_ADDR": "gpu07", "MASTER_PORT": None}
+    assert int(exported["MASTER_PORT"]) > 0
+    assert "MASTER_ADDR" not in os.environ
+
+
+# Two ways to start 2 processes of one run: torchrun, and Hydra's submitit launcher as 2 tasks
+# of one job (locally here; hydra/launcher=slurm_ddp on Slurm): (command, the run dir it fills).
+LAUNCHERS = {
+    "torchrun": lambda run_dir: ([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                  "--nproc_per_node=2", "-m", "speechrnn.train_cli",
+                                  f"hydra.run.dir={run_dir}"], run_dir),
+    "submitit": lambda run_dir: ([sys.executable, "-m", "speechrnn", "train", "-m",
+                                  "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
+                                  f"hydra.sweep.dir={run_dir}"], run_dir / "0"),
+}
+
+
 @pytest.mark.slow
-def test_ddp_on_two_processes_trains_as_one_process_on_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("launcher", LAUNCHERS)
+def test_ddp_on_two_processes_trains_as_one_process_on_the_same_global_batch(tmp_path, launcher):
     """2 processes x 8 clips per step = 1 process x 16: DistributedSampler deals the same
     shuffled order to both ranks in turn, so the two halves of each step make the single
     process's batch, and averaging their gradients gives its gradient. No dropout or
     augmentation (recipe=smoke), and the first 2 full batches of each epoch (33 clips: the
     third would be a 1-clip batch, padded by DistributedSampler with a repeated clip)."""
     same = ["trainer.limit_train_batches=2", "trainer.epochs=2"]
-    run_dir = tmp_path / "ddp"
+    command, run_dir = LAUNCHERS[launcher](tmp_path / "ddp")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "speechrnn.train_cli", *FAST, *same, "data.batch_size=8", f"hydra.run.dir={run_dir}"],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
-    )
+    result = subprocess.run([*command, *FAST, *same, "data.batch_size=8"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     single = fit(smoke_config(*same, "data.batch_size=16"), tmp_path / "single")
 

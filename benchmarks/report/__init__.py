@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import data, detection, generalization, inference, stream, training
+from . import data, detection, generalization, inference, pipeline, stream, training
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 # Where the sections live: together they hold each section of SECTIONS once.
-DOCUMENTS = (README, REPO / "docs" / "generalization.md")
+DOCUMENTS = (README, REPO / "docs" / "generalization.md", REPO / "docs" / "scale.md")
 SECTION = re.compile(r"(<!-- report:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /report -->)",
                      re.DOTALL)
 
@@ -47,11 +47,16 @@ SECTIONS = {
     "data": Section((results("data"),), data.loader, BENCH.format("bench_data")),
     "frontend": Section((results("frontend"),), data.frontend, BENCH.format("bench_frontend")),
     "training": Section((results("training"),), training.recipes, BENCH.format("bench_training")),
+    "pipeline": Section((results("pipeline"),), pipeline.efficiency,
+                        "`python -m benchmarks.bench_training --pipeline --corpus DIR`"),
+    "ddp": Section((results("ddp"),), pipeline.ddp, "`python -m benchmarks.bench_training --ddp`"),
     "generalization": Section((results("generalization"),), generalization.render,
                               "`python -m benchmarks.bench_generalization` (part of `make bench`)"),
     "ablation": Section((results("generalization"),), generalization.ablation,
                         "`python -m benchmarks.bench_generalization --only default` and "
                         "`--only ablation --variant NAME --override KEY=VALUE`"),
+    "screening": Section(("benchmarks/results/screen_default.jsonl",), generalization.screening,
+                         "`python -m benchmarks.screen_default NAME [KEY=VALUE ...]`"),
     "cells": Section(("docs/compare_cells/results.json",), training.cells,
                      "`python -m benchmarks.compare_cells`"),
     "inference": Section((results("inference"),), inference.render, BENCH.format("bench_inference")),
@@ -61,6 +66,14 @@ SECTIONS = {
     "stream": Section((results("stream"),), stream.render,
                       "`python -m benchmarks.bench_stream`"),
 }
+
+
+def load(path: Path):
+    """A result file: one JSON document, or a list of rows for JSON Lines (``.jsonl``)."""
+    text = path.read_text()
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    return json.loads(text)
 
 
 def render_section(name: str, root: Path = REPO) -> str:
@@ -73,7 +86,7 @@ def render_section(name: str, root: Path = REPO) -> str:
     if missing:
         return (f"*Not measured yet: run {section.command}, then `python -m benchmarks.report` "
                 f"(missing: {', '.join(f'`{m}`' for m in missing)}).*\n")
-    loaded = [json.loads(path.read_text()) for path in paths]
+    loaded = [load(path) for path in paths]
     for source, result in zip(section.sources, loaded):
         if isinstance(result, dict) and result.get("quick"):
             raise SystemExit(f"{source} holds a --quick run: its numbers are not meaningful")
@@ -99,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="change nothing; exit 1 if a document differs from the results")
     parser.add_argument("--readme", type=Path, action="append",
-                        help="a document to regenerate (repeatable; default: README.md and "
-                             "docs/generalization.md)")
+                        help="a document to regenerate (repeatable; default: README.md, "
+                             "docs/generalization.md and docs/scale.md)")
     parser.add_argument("--root", type=Path, default=REPO,
                         help="where benchmarks/results/ and docs/ are read from")
     args = parser.parse_args(argv)

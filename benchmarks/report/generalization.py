@@ -153,3 +153,26 @@ def ablation(result: dict) -> str:
                      f"`{measured['commit']}` |")
     commands = [f"`{row['command']}`" for _, row in rows]
     return "\n".join([*lines, "", "Reproduce with " + "; ".join(commands) + " (each at its commit)."])
+
+
+def screening(rows: list[dict]) -> str:
+    """docs/generalization.md's screening table: one seed of each variant of the default recipe,
+    on what a choice may look at (validation and development data), in the order screened."""
+    kinds = list(next((row["dev_noise"]["silence_share"] for row in rows if "dev_noise" in row),
+                      {}))
+    lines = ["| variant | synthetic validation | FSDD development speakers -> `_unknown_` | "
+             "false keywords in the development noise | "
+             + "".join(f"{kind} -> `_silence_` | " for kind in kinds) + "measured at |",
+             "|---|" + "---|" * (4 + len(kinds))]
+    for row in rows:
+        changed = "".join(f" `{o}`" for o in row["overrides"] if o not in row["name"])
+        noise = row.get("dev_noise")
+        if noise:
+            heard = f"{noise['false_keywords']} in {noise['noise_seconds'] / 60:.1f} min | " + "".join(
+                f"{pct(noise['silence_share'][kind])} | " for kind in kinds)
+        else:
+            heard = "not measured | " * (1 + len(kinds))
+        lines.append(f"| {row['name']}{changed} | {pct(row['val_accuracy'])} | "
+                     f"{pct(row['dev_unknown_share'])} | {heard}`{row['meta']['commit']}` |")
+    return "\n".join([*lines, "", f"Seed {rows[0]['seed']} each; a variant is "
+                       "`python -m benchmarks.screen_default NAME [KEY=VALUE ...]`."])

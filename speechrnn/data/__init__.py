@@ -22,13 +22,15 @@ from ..errors import SpeechRNNError
 from . import folder, fsdd, speech_commands
 from .augment import NoiseBank, build_transform
 from .base import (SILENCE, UNKNOWN, Clip, ClipDataset, Splits, WaveTransform, absolute,
-                   stable_hash)
+                   cache_dir, stable_hash)
+from .cache import DecodeCache
 from .probe import wrap
 from .stream import StreamDataset
 from .synthetic import DIGIT_WORDS, ensure_rendered
 
 __all__ = ["SILENCE", "UNKNOWN", "Clip", "ClipDataset", "Splits", "WaveTransform", "stable_hash",
-           "build_splits", "build_datasets", "build_stream_datasets", "make_loader", "data_root"]
+           "build_splits", "build_datasets", "build_stream_datasets", "decode_cache", "make_loader",
+           "data_root"]
 
 log = logging.getLogger(__name__)
 
@@ -139,15 +141,21 @@ def build_datasets(data: DataConfig, augment: AugmentConfig, splits: Splits,
     rate = data.sample_rate
     num_samples = round(rate * data.clip_seconds)
     noise_dir = augment.noise_dir or splits.noise_dir
-    transform = build_transform(augment, rate, noise_dir)
+    cache = decode_cache(data)
+    transform = build_transform(augment, rate, noise_dir, cache)
     datasets = {
         split: ClipDataset(clips, splits.labels, rate, num_samples,
-                           transform if split == "train" else None, seed)
+                           transform if split == "train" else None, seed, cache)
         for split, clips in splits.items()
     }
     if data.probe_delay_seconds is not None:  # memory probe: word, then noise
         datasets = wrap(data, noise_dir, datasets)
     return datasets
+
+
+def decode_cache(data: DataConfig) -> Optional[DecodeCache]:
+    """The cache of decoded clips at ``data.sample_rate``, or None with ``data.cache=false``."""
+    return DecodeCache(cache_dir() / "decoded", data.sample_rate) if data.cache else None
 
 
 def build_stream_datasets(data: DataConfig, augment: AugmentConfig, stream: StreamConfig,

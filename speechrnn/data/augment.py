@@ -24,6 +24,7 @@ from .. import audio
 from ..config import AugmentConfig
 from ..errors import AudioError, SpeechRNNError
 from .base import SILENCE, Clip, stable_hash
+from .cache import DecodeCache, dequantize
 
 
 class NoiseBank:
@@ -31,9 +32,11 @@ class NoiseBank:
     lengths, read one random segment at a time: a whole file is never loaded per clip."""
 
     def __init__(self, folder: str | Path, setting: str = "augment.noise_dir",
-                 off: str = "augment.noise_prob=0"):
+                 off: str = "augment.noise_prob=0", cache: Optional[DecodeCache] = None):
         """``setting`` names the option that chose the folder and ``off`` the one that does
-        without it, for the errors."""
+        without it, for the errors. With ``cache``, a file at the cache's rate is decoded once
+        and its segments are cut from the cached samples (memory-mapped, so DataLoader workers
+        share one copy): the same samples as reading the file, without opening it every time."""
         folder = Path(folder)
         if not folder.is_dir():
             raise SpeechRNNError(f"{folder}: noise folder not found; point {setting} at a folder "
@@ -47,6 +50,8 @@ class NoiseBank:
         infos = [self._info(p) for p in paths]
         self.frames = [info.frames for info in infos]
         self.rates = [info.samplerate for info in infos]
+        self.cache = cache
+        self._mapped: dict[int, np.ndarray] = {}  # file index -> cached samples, in this process
 
     @staticmethod
     def _info(path: Path):
@@ -69,8 +74,16 @@ class NoiseBank:
         rate, available = self.rates[i], self.frames[i]
         needed = min(math.ceil(num_samples * rate / sample_rate), available)
         start = int(rng.integers(available - needed + 1))
-        samples, _ = audio.read(self.paths[i], start=start, frames=needed)
+        if self.cache is not None and rate == self.cache.sample_rate == sample_rate:
+            samples = dequantize(self._cached(i)[start : start + needed])
+        else:
+            samples, _ = audio.read(self.paths[i], start=start, frames=needed)
         return np.resize(audio.resample(samples, rate, sample_rate), num_samples)
+
+    def _cached(self, i: int) -> np.ndarray:
+        if i not in self._mapped:  # opened in each process that draws (never pickled)
+            self._mapped[i] = self.cache.mapped(self.paths[i], lambda: audio.read(self.paths[i])[0])
+        return self._mapped[i]
 
     def silence_clips(self, count: int, clip_seconds: float, split: str) -> list[Clip]:
         """``count`` clip-long cuts labelled ``_silence_``: the files in turn, at offsets hashed
@@ -327,10 +340,10 @@ def _pair(augment: AugmentConfig, low: str, high: str) -> tuple[float, float]:
     return float(getattr(augment, low)), float(getattr(augment, high))
 
 
-def build_transform(augment: AugmentConfig, sample_rate: int,
-                    noise_dir: Optional[str | Path]) -> Optional[Augment]:
+def build_transform(augment: AugmentConfig, sample_rate: int, noise_dir: Optional[str | Path],
+                    cache: Optional[DecodeCache] = None) -> Optional[Augment]:
     """The training transform ``augment`` asks for, or None when it asks for nothing.
-    ``noise_dir`` None means no noise step."""
+    ``noise_dir`` None means no noise step; ``cache`` holds the noise files' samples."""
     if not augment.enabled:
         return None
     steps: list = []
@@ -349,7 +362,8 @@ def build_transform(augment: AugmentConfig, sample_rate: int,
         steps.append(Channel(sample_rate, augment.channel_prob))
     if noise_dir is not None and augment.noise_prob > 0:
         snr = _pair(augment, "snr_db_min", "snr_db_max")
-        steps.append(BackgroundNoise(NoiseBank(noise_dir), sample_rate, augment.noise_prob, *snr))
+        bank = NoiseBank(noise_dir, cache=cache)
+        steps.append(BackgroundNoise(bank, sample_rate, augment.noise_prob, *snr))
     if augment.endpoint_prob > 0:
         steps.append(Endpoint(sample_rate, augment.endpoint_prob))
     gain = _pair(augment, "gain_db_min", "gain_db_max")

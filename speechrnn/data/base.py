@@ -17,6 +17,7 @@ from .. import audio
 from ..config import DataConfig
 from ..errors import SpeechRNNError
 from ..labels import SILENCE, UNKNOWN
+from .cache import DecodeCache
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,11 @@ class Splits:
 def absolute(path: str | os.PathLike) -> Path:
     """A folder setting as an absolute, normalised path (``~`` expanded)."""
     return Path(os.path.normpath(Path(path).expanduser().absolute()))
+
+
+def cache_dir() -> Path:
+    """Where rendered and decoded data is kept: $SPEECHRNN_CACHE, or ~/.cache/speechrnn."""
+    return Path(os.environ.get("SPEECHRNN_CACHE") or Path.home() / ".cache" / "speechrnn")
 
 
 def noise_folder(data: DataConfig) -> Optional[Path]:
@@ -114,6 +120,7 @@ class ClipDataset(Dataset):
         num_samples: int,
         transform: Optional[WaveTransform] = None,
         seed: int = 0,
+        cache: Optional[DecodeCache] = None,
     ):
         self.clips = clips
         self.labels = labels
@@ -122,6 +129,7 @@ class ClipDataset(Dataset):
         self.num_samples = num_samples
         self.transform = transform
         self.seed = seed
+        self.cache = cache
         # In shared memory, so persistent DataLoader workers (which hold a copy of the dataset
         # made when they started) see the epoch that set_epoch gives in the main process.
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
@@ -141,6 +149,11 @@ class ClipDataset(Dataset):
         return len(self.clips)
 
     def load(self, clip: Clip) -> np.ndarray:
+        if self.cache is None:
+            return self.decode(clip)
+        return self.cache.load(clip.path, clip.start, clip.frames, lambda: self.decode(clip))
+
+    def decode(self, clip: Clip) -> np.ndarray:
         samples, rate = audio.read(clip.path, start=clip.start, frames=clip.frames)
         return audio.resample(samples, rate, self.sample_rate)
 

@@ -1,7 +1,7 @@
 """The synthetic set's background sounds: what a keyword spotter hears when nobody speaks.
 
 Coloured noise alone teaches a model that "nothing said" means hiss; real rooms also hum, play
-music, clatter and, on a muted or gated line, give digital silence. Each kind is written as one
+music, clatter and, on a muted or gated line, give digital silence and clicks. Each kind is written as one
 10 s file in ``_background_noise_``: ``_silence_`` clips are cut from them and the noise
 augmentation mixes them under speech.
 """
@@ -75,6 +75,19 @@ def clatter(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     return out
 
 
+def clicks(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """Digital silence broken by clicks (a gated line opening for a moment, a microphone bumped
+    or switched): bursts of noise 1-20 ms long, about one a second, each at its own level over
+    40 dB. Without them a model has never heard a lone click in silence and calls it a word."""
+    total = round(SECONDS * sample_rate)
+    out = np.zeros(total)
+    for _ in range(rng.poisson(SECONDS)):
+        length = max(1, round(rng.uniform(0.001, 0.02) * sample_rate))
+        start = int(rng.integers(total - length))
+        out[start : start + length] += rng.standard_normal(length) * 10 ** (rng.uniform(-40, 0) / 20)
+    return out
+
+
 def digital_silence(rng: np.random.Generator, sample_rate: int) -> np.ndarray:
     """All zeros: a muted microphone, a gated line, a file padded with zeros."""
     return np.zeros(round(SECONDS * sample_rate))
@@ -92,10 +105,12 @@ KINDS: dict[str, Callable[[np.random.Generator, int], np.ndarray]] = {
     "hum": hum,
     "tones": tones,
     "clatter": clatter,
+    "clicks": clicks,
     "digital_silence": digital_silence,
 }
-# RMS level of each file, dBFS; hum sits lower, as it does in a room.
-LEVEL_DB = {"hum": -30.0}
+# RMS level of each file, dBFS; hum sits lower, as it does in a room; clicks are mostly silence,
+# so -40 dBFS over the file puts the clicks themselves around -20 dBFS.
+LEVEL_DB = {"hum": -30.0, "clicks": -40.0}
 DEFAULT_LEVEL_DB = -20.0
 
 

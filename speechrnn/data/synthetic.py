@@ -2,7 +2,7 @@
 
 ``DIR/<word>/<speaker>_nohash_<n>.wav`` (16 kHz mono 16-bit, exactly 1 s), ``validation_list.txt``
 and ``testing_list.txt`` (split by speaker, as in GSC) and ``_background_noise_/`` (coloured noise,
-hum, music-like tones, clatter and digital silence: ``noises.py``), so the Speech Commands loader, the silence class and noise augmentation all work
+hum, music-like tones, clatter, clicks and digital silence: ``noises.py``), so the Speech Commands loader, the silence class and noise augmentation all work
 without a download.
 
 A synthetic speaker is a deterministic draw of an English accent, an espeak-ng voice variant, a
@@ -41,6 +41,7 @@ from .. import audio
 from ..config import DataConfig
 from ..errors import SpeechRNNError
 from . import neural, noises
+from .base import cache_dir
 from .espeak import Prosody, open_backend
 from .speech_commands import NOISE_DIR
 
@@ -67,7 +68,7 @@ DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "e
 SAMPLE_RATE = 16000
 MARKER = "synth.json"  # written last: a folder with it is a complete render
 # Part of the cache key: bump it when a change here changes the rendered audio.
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # English voices in espeak-ng's bundled data (lang/gmw/), one accent per speaker.
 ACCENTS = ("en", "en-us", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",
@@ -397,10 +398,6 @@ def render(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SPEECHRNN_CACHE") or Path.home() / ".cache" / "speechrnn")
 
 
 def ensure_rendered(cfg: DataConfig) -> Path:

@@ -1,7 +1,8 @@
 """Check every clip's audio before training, so a bad file stops nothing mid-epoch.
 
 ``check_clips`` decodes each file the splits use once (several clips may cut one long file, as
-silence clips cut the noise recordings), in a thread pool since decoding releases the GIL.
+silence clips cut the noise recordings), in a thread pool since decoding releases the GIL; a file
+whose clips are all in the decode cache is not decoded again.
 With ``data.on_bad_file=skip`` the clips of bad files are dropped and the files are listed in a
 warning; with ``error`` the run stops before training, listing them all.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Optional
@@ -18,8 +20,12 @@ from .. import audio
 from ..config import OnBadFile
 from ..errors import AudioError, SpeechRNNError
 from .base import Clip, Splits
+from .cache import DecodeCache
 
 log = logging.getLogger(__name__)
+
+# (frames, problem) of a file whose clips are all cached: each decoded to at least one sample.
+CACHED = (sys.maxsize, None)
 
 
 def _check_file(path: str) -> tuple[int, Optional[str]]:
@@ -40,10 +46,13 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def check_clips(splits: Splits, on_bad_file: OnBadFile) -> Splits:
+def check_clips(splits: Splits, on_bad_file: OnBadFile,
+                cache: Optional[DecodeCache] = None) -> Splits:
     """The splits without the clips whose audio cannot be used. ``on_bad_file``: "skip" (log a
-    warning listing the files) or "error" (raise SpeechRNNError listing them)."""
-    paths = sorted({clip.path for _, clips in splits.items() for clip in clips})
+    warning listing the files) or "error" (raise SpeechRNNError listing them). A file whose
+    clips are all in ``cache`` decoded before, as it is now: it is not decoded again."""
+    paths = sorted({clip.path for _, clips in splits.items() for clip in clips
+                    if cache is None or not cache.has(clip.path, clip.start, clip.frames)})
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         checked = dict(zip(paths, pool.map(_check_file, paths)))
 
@@ -52,7 +61,7 @@ def check_clips(splits: Splits, on_bad_file: OnBadFile) -> Splits:
     for split, clips in splits.items():
         kept[split] = []
         for clip in clips:
-            frames, problem = checked[clip.path]
+            frames, problem = checked.get(clip.path, CACHED)
             if problem is None and clip.start >= frames:
                 problem = (f"{clip.path}: a clip starts at sample {clip.start}, past the end of "
                            f"the file ({frames} samples); fix the clip list or the file")
