@@ -26,8 +26,9 @@ from .errors import SpeechRNNError, UsageError
 FORMAT = 1
 FORMAT_KEY = "speechrnn_format"
 # Keys a model may lack and still run: the model card (speechrnn/card.py) is documentation,
-# and files exported before it existed have none. Present, it must be a JSON object.
-OPTIONAL_KEYS = frozenset({"model_card"})
+# and files exported before it existed have none (present, it must be a JSON object); files
+# exported before streaming training existed have no stream_training and were trained on clips.
+OPTIONAL_KEYS = frozenset({"model_card", "stream_training"})
 # The sample rates a model may have (DataConfig.sample_rate's bounds) and the longest clip it
 # may take (DataConfig.clip_seconds'): beyond them a file is corrupt or hostile, and preparing
 # its input could take more memory than the machine has.

@@ -132,6 +132,12 @@ def test_every_metadata_key_is_required_and_named_when_missing(model_16k, tmp_pa
             Recognizer(broken)
 
 
+def test_a_file_from_before_streaming_training_runs_as_trained_on_clips(model_16k, tmp_path):
+    older = with_metadata(model_16k, tmp_path / "older.onnx", stream_training=None)
+    assert "stream_training" in metadata(model_16k) and "stream_training" not in metadata(older)
+    assert Recognizer(older).info.stream_training is None
+
+
 @pytest.mark.parametrize("key,value", [
     ("labels", "zero, one, two"),  # not JSON
     ("labels", '"zero"'),  # JSON, not a list
