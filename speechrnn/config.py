@@ -309,7 +309,7 @@ class ExportConfig(Section):
 
 @dataclass
 class StreamConfig(Section):
-    """Training for a stream that never restarts (speechrnn/data/stream.py, speechrnn/streamloss.py):
+    """Training for a stream that never restarts (speechrnn/data/stream.py, speechrnn/objectives.py):
     each example is ``seconds`` of audio holding ``words`` clips of the train split cut to their
     speech, at random offsets, over a bed of noise; the loss is the max-pooling loss over the
     model's per-frame outputs, so a keyword must win at one frame between its start and

@@ -34,7 +34,7 @@ from .data.validate import check_clips
 from .devices import (export_submitit_environment, init_distributed, rng_state, seed_everything,
                       set_rng_state)
 from .errors import SpeechRNNError, UsageError
-from .streamloss import ClipObjective, StreamObjective
+from .objectives import ClipObjective, StreamObjective
 from .export import export_after_training
 from .models import build_model, count_parameters
 

@@ -1,5 +1,5 @@
 """Training for a stream that never restarts: the long sequences built from real FSDD clips and
-real noise (speechrnn/data/stream.py), the max-pooling loss (speechrnn/streamloss.py), the
+real noise (speechrnn/data/stream.py), the max-pooling loss (speechrnn/objectives.py), the
 per-frame path it trains against the streaming ONNX export, the metadata and card that say so,
 and `speechrnn detect` running such a model with one state and giving each event out early."""
 
@@ -23,7 +23,7 @@ from speechrnn.detect import (CLIP_SMOOTH, STREAM_SMOOTH, EventTracker, Posterio
 from speechrnn.errors import UsageError
 from speechrnn.export import export_model
 from speechrnn.runtime import StreamingRecognizer, open_model
-from speechrnn.streamloss import max_pooling_loss
+from speechrnn.objectives import max_pooling_loss
 from speechrnn.training import fit
 from helpers import tiny_model
 

@@ -10,7 +10,7 @@ is centred on sample ``t * hop_length``):
   on an unknown word and until ``stream.delay_seconds`` after it), or ``IGNORE`` on a keyword;
 - ``windows`` [words, 3]: ``(first frame, last frame, label)`` of each keyword occurrence, from
   its speech's start to ``delay_seconds`` after its end (cut short where the next clip
-  begins), which the max-pooling loss (speechrnn/streamloss.py) scores; rows of ``-1`` pad.
+  begins), which the max-pooling loss (speechrnn/objectives.py) scores; rows of ``-1`` pad.
 
 Randomness comes from (seed, epoch, index), as in ``ClipDataset``: the same sequences whatever
 the number of DataLoader workers.
