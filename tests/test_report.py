@@ -159,6 +159,15 @@ RESULTS = {
          "dev_noise": {"noise_seconds": 199.7, "false_keywords": 2,
                        "silence_share": {"digital silence": 1.0, "a click": 0.25}},
          "meta": {**meta_block(), "commit": "def5678"}}],
+    "benchmarks/results/screen_speakers.jsonl": [
+        {"name": name, "recipe": recipe, "overrides": overrides, "seed": 0,
+         "folds": [{"speaker": speaker, "val_accuracy": 0.99, "held_out_accuracy": accuracy}
+                   for speaker, accuracy in zip(("jackson", "nicolas", "theo"), held_out)],
+         "held_out_mean": sum(held_out) / 3, "held_out_worst": min(held_out),
+         "meta": {**meta_block(), "commit": commit}}
+        for name, recipe, overrides, held_out, commit in (
+            ("as shipped", "fsdd/gru", [], (0.9, 0.8, 0.85), "abc1234"),
+            ("mixed", "fsdd/mixed", ["features.normalize=true"], (0.97, 0.92, 0.99), "def5678"))],
     "docs/compare_cells/results.json": {
         "results": [{"dataset": "fsdd", "sizing": "equal hidden", "cell": cell, "hidden": 64,
                      "train_clips_s": {"median": value}}
@@ -281,6 +290,8 @@ CHANGES = [
      0.943, "94.3 %", "ablation"),
     ("benchmarks/results/screen_default.jsonl", [1, "dev_unknown_share"], 0.512, "51.2 %",
      "screening"),
+    ("benchmarks/results/screen_speakers.jsonl", [1, "folds", 1, "held_out_accuracy"], 0.444,
+     "44.4 %", "speaker_screening"),
     ("benchmarks/results/stream.json", ["runs", 0, "latency_s", "median"], 0.287, "0.287 (",
      "stream"),
     ("benchmarks/results/stream.json", ["runs", 1, "scores", 1, "recall"], 0.912, "0.935 / 0.912",
@@ -318,6 +329,16 @@ def test_the_screening_table_has_a_row_per_screen_in_order_with_its_commit(tmp_p
     assert "`features.normalize_variance=false` | 88.6 % | 97.0 % | 2 in 3.3 min | 100.0 % | " \
            "25.0 % | `def5678` |" in mean_only
     assert before.endswith("not measured | `abc1234` |")  # screened before dev_noise existed
+
+
+def test_the_speaker_screening_table_has_each_held_out_speaker_in_its_column(tmp_path):
+    table = sections(report.update(documents(), write_results(tmp_path, RESULTS)))[
+        "speaker_screening"]
+    assert table.splitlines()[0].startswith("| variant | `jackson` held out | `nicolas` held out "
+                                            "| `theo` held out | mean |")
+    assert table.index("(as shipped)") < table.index("(mixed)")
+    assert ("| `fsdd/mixed` `features.normalize=true` (mixed) | 97.0 % | 92.0 % | 99.0 % | "
+            "96.0 % | 99.0 % | `def5678` |") in table
 
 
 def test_a_missed_target_is_reported_as_missed(tmp_path):

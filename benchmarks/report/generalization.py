@@ -176,3 +176,23 @@ def screening(rows: list[dict]) -> str:
                      f"{pct(row['dev_unknown_share'])} | {heard}`{row['meta']['commit']}` |")
     return "\n".join([*lines, "", f"Seed {rows[0]['seed']} each; a variant is "
                        "`python -m benchmarks.screen_default NAME [KEY=VALUE ...]`."])
+
+
+def speaker_screening(rows: list[dict]) -> str:
+    """docs/generalization.md's table of FSDD recipe variants screened for speakers never heard
+    (benchmarks/screen_speakers.py): one seed, each development speaker held out in turn."""
+    speakers = [fold["speaker"] for fold in rows[0]["folds"]]
+    lines = ["| variant | " + "".join(f"`{s}` held out | " for s in speakers)
+             + "mean | validation (mean) | measured at |",
+             "|---|" + "---|" * (len(speakers) + 3)]
+    for row in rows:
+        changed = "".join(f" `{o}`" for o in row["overrides"])
+        held_out = {fold["speaker"]: fold["held_out_accuracy"] for fold in row["folds"]}
+        validation = sum(f["val_accuracy"] for f in row["folds"]) / len(row["folds"])
+        lines.append(f"| `{row['recipe']}`{changed} ({row['name']}) | "
+                     + "".join(f"{pct(held_out[s])} | " for s in speakers)
+                     + f"{pct(row['held_out_mean'])} | {pct(validation)} | "
+                     f"`{row['meta']['commit']}` |")
+    return "\n".join([*lines, "", f"Seed {rows[0]['seed']} each; a variant is "
+                       "`python -m benchmarks.screen_speakers NAME [KEY=VALUE ...] "
+                       "[--recipe RECIPE]`."])
