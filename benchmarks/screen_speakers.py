@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default="fsdd/gru", help="the FSDD recipe (default fsdd/gru)")
     parser.add_argument("--fsdd", type=Path, default=FSDD, help="the FSDD recordings folder")
     parser.add_argument("--jobs", type=int, default=1, help="trainings at once (default 1)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # overrides may come after --recipe
     speakers = {NAME.match(p.name)["speaker"] for p in fsdd_files(args.fsdd)}
     if not set(DEV_SPEAKERS) <= speakers:
         raise SystemExit(f"{args.fsdd}: no clips of {', '.join(DEV_SPEAKERS)}; pass --fsdd")
