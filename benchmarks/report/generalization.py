@@ -189,7 +189,8 @@ def speaker_screening(rows: list[dict]) -> str:
         changed = "".join(f" `{o}`" for o in row["overrides"])
         held_out = {fold["speaker"]: fold["held_out_accuracy"] for fold in row["folds"]}
         validation = sum(f["val_accuracy"] for f in row["folds"]) / len(row["folds"])
-        lines.append(f"| `{row['recipe']}`{changed} ({row['name']}) | "
+        named = f" ({row['name']})" if row["name"] != row["recipe"] else ""
+        lines.append(f"| `{row['recipe']}`{changed}{named} | "
                      + "".join(f"{pct(held_out[s])} | " for s in speakers)
                      + f"{pct(row['held_out_mean'])} | {pct(validation)} | "
                      f"`{row['meta']['commit']}` |")
