@@ -12,7 +12,8 @@ other on 2 cores; the numbers do not depend on it). Parts (``--only`` runs some 
 - ``loso``: FSDD leave-one-speaker-out with ``--recipe`` (+ ``--override``s): one fold per
   speaker (``data.test_speakers=[SPEAKER]``; validation comes from the other speakers only),
   the run's test accuracy per fold and seed; the mean over folds, the worst speaker (mean over
-  seeds per speaker, then the lowest) and the std over seeds of the mean over folds.
+  seeds per speaker, then the lowest) and the std over seeds of the mean over folds. One row per
+  recipe (with its overrides): measuring another recipe keeps the earlier ones.
 - ``synth2real``: ``synthetic/digits`` (digit words "zero".."nine") run as its exported ONNX
   model over all 3,000 real FSDD clips (digits "0".."9"): accuracy.
 - ``default``: the default model (``synthetic/gru``, command words): its test accuracy on the
@@ -209,9 +210,10 @@ def loso(args, train: Trainer) -> dict:
     rows = [{"speaker": speaker, **run} for speaker in speakers
             for run in train.each(f"loso {args.recipe} {speaker}",
                                   [*base, f"data.test_speakers=[{speaker}]"], args.seeds)]
-    return {"recipe": args.recipe, "overrides": args.override,
-            "command": bench_command("loso", args.seeds, recipe_arguments(args)),
-            "folds": rows, **loso_summary(rows)}
+    entry = {"recipe": args.recipe, "overrides": args.override,
+             "command": bench_command("loso", args.seeds, recipe_arguments(args)),
+             "folds": rows, **loso_summary(rows)}
+    return {"recipes": {" ".join([args.recipe, *args.override]): entry}}
 
 
 def probes(held_out: Path, rate: int, count: int = 20) -> dict[str, list[np.ndarray]]:
@@ -372,22 +374,24 @@ def recipe_arguments(args) -> list[str]:
 
 RUNNERS = {"loso": loso, "synth2real": synth2real, "default": default, "ablation": ablation,
            "noise": noise, "channel": channel}
+ROWS = {"loso": "recipes", "ablation": "variants"}  # parts kept row by row, and their rows' key
 
 
 # ---------------------------------------------------------------------------- main
 
 def keep_earlier(measured: dict, earlier: dict) -> dict:
-    """``measured`` parts, plus the parts and ablation variants of the ``earlier`` result that
-    were not measured again, each with the meta of the run that measured it (--only replaces
-    its parts, and a variant measured again its row)."""
+    """``measured`` parts, plus the parts, loso recipes and ablation variants of the ``earlier``
+    result that were not measured again, each with the meta of the run that measured it (--only
+    replaces its parts, and a recipe or variant measured again its row)."""
     def dated(row: dict) -> dict:
         return row if "meta" in row else {"meta": earlier["meta"], **row}
 
     merged = dict(measured)
     for part, kept in earlier.get("parts", {}).items():
-        if part == "ablation":  # dated row by row: its variants come from several runs
-            variants = {name: dated(row) for name, row in kept["variants"].items()}
-            merged[part] = {"variants": {**variants, **measured.get(part, {}).get("variants", {})}}
+        if part in ROWS:  # dated row by row: the rows come from several runs
+            key = ROWS[part]
+            rows = {name: dated(row) for name, row in kept[key].items()}
+            merged[part] = {key: {**rows, **measured.get(part, {}).get(key, {})}}
         elif part in PARTS and part not in measured:
             merged[part] = dated(kept)
     return merged

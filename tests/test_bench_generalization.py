@@ -94,3 +94,11 @@ def test_a_partial_run_keeps_the_earlier_parts_and_variants_with_their_own_meta(
     assert later["ablation"]["variants"]["a"]["meta"] == then
     assert later["ablation"]["variants"]["b"]["meta"] == now
     assert later["default"]["meta"] == then
+
+
+def test_loso_of_another_recipe_keeps_the_earlier_recipe_with_its_meta():
+    then = {"commit": "aaa"}
+    earlier = {"meta": then, "parts": {"loso": {"recipes": {"fsdd/gru": {"command": "g"}}}}}
+    merged = g.keep_earlier({"loso": {"recipes": {"fsdd/mixed": {"command": "m"}}}}, earlier)
+    assert merged["loso"]["recipes"] == {"fsdd/gru": {"meta": then, "command": "g"},
+                                         "fsdd/mixed": {"command": "m"}}

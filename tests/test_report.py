@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import meta, report
+from benchmarks import meta, report, runs
 from benchmarks.report import fmt
 from helpers import REPO
 
@@ -107,9 +107,10 @@ def generalization_result() -> dict:
                "command": g.bench_command("ablation", seeds, ["--variant 'no CMVN'"]),
                "meta": {**meta_block(), "commit": "def5678"}}
     return with_meta({"targets": g.TARGETS, "parts": {
-        "loso": {"recipe": "fsdd/gru", "overrides": [], "folds": folds,
-                 "command": g.bench_command("loso", seeds, ["--recipe", "fsdd/gru"]),
-                 **g.loso_summary(folds)},
+        "loso": {"recipes": {"fsdd/gru": {
+            "recipe": "fsdd/gru", "overrides": [], "folds": folds,
+            "command": g.bench_command("loso", seeds, ["--recipe", "fsdd/gru"]),
+            **g.loso_summary(folds)}}},
         "synth2real": {"command": g.bench_command("synth2real", seeds),
                        "digits": {"recipe": "synthetic/digits", "seeds": digits,
                                   "fsdd_accuracy": spread(r["fsdd_accuracy"] for r in digits)}},
@@ -273,7 +274,8 @@ CHANGES = [
     ("benchmarks/results/synth.json", ["rows", 0, "seconds"], 9.9, "9.9 s", "synth"),
     ("docs/compare_cells/results.json", ["results", 2, "train_clips_s", "median"], 2000.0,
      "GRU 2,000", "cells"),
-    ("benchmarks/results/generalization.json", ["parts", "loso", "worst", "mean"], 0.812,
+    ("benchmarks/results/generalization.json", ["parts", "loso", "recipes", "fsdd/gru",
+                                                "worst", "mean"], 0.812,
      "81.2 %", "generalization"),
     ("benchmarks/results/generalization.json", ["parts", "synth2real", "digits", "fsdd_accuracy",
                                                 "mean"], 0.923, "92.3 %", "generalization"),
@@ -380,11 +382,21 @@ def test_generalization_section_reads_targets_and_keeps_earlier_parts(tmp_path):
     partial = copy.deepcopy(RESULTS)
     result = partial["benchmarks/results/generalization.json"]
     del result["parts"]["noise"]
-    result["parts"]["loso"]["meta"] = {**meta_block(), "date": "2029-05-06", "commit": "0ld0ld0"}
+    gru = result["parts"]["loso"]["recipes"]["fsdd/gru"]
+    gru["meta"] = {**meta_block(), "date": "2029-05-06", "commit": "0ld0ld0"}
+    mixed = {**copy.deepcopy(gru), "recipe": "fsdd/mixed", "command": "mixed command"}
+    del mixed["meta"]
+    mixed["per_speaker"]["george"] = runs.spread([0.5] * 3)
+    result["parts"]["loso"]["recipes"]["fsdd/mixed"] = mixed
     body = sections(report.update(documents(), write_results(tmp_path / "p", partial)))[
         "generalization"]
     assert "Not measured at this commit: `noise`" in body
-    assert "Parts from an earlier run: `loso` 2029-05-06 at `0ld0ld0`" in body
+    assert "Parts from an earlier run: `loso fsdd/gru` 2029-05-06 at `0ld0ld0`." in body
+    assert "**Leave one speaker out** (`fsdd/mixed`, 3 seeds)" in body
+    assert "`mixed command`" in body
+    rows = [line for line in body.splitlines() if line.startswith("| `fsdd/")]
+    assert [row.split(" | ")[0] for row in rows] == ["| `fsdd/gru`", "| `fsdd/mixed`"]
+    assert rows[1].split(" | ")[1] == "50.0 % ± 0.0"  # george's column
 
 
 def test_quick_results_never_feed_the_readme(tmp_path):

@@ -24,18 +24,26 @@ def _target(met: bool, text: str) -> str:
 
 
 def _loso(part: dict, targets: dict) -> list[str]:
-    seeds = sorted({row["seed"] for row in part["folds"]})
-    clips = {row["speaker"]: row["test_clips"] for row in part["folds"]}
-    mean, worst = part["mean"], part["worst"]
-    lines = [f"**Leave one speaker out** (`{part['recipe']}`"
-             + "".join(f" `{o}`" for o in part["overrides"])
-             + f", {_seeds(seeds)}): mean over the {len(clips)} folds {_pct(mean)} "
-             f"({_target(mean['mean'] >= targets['loso_mean'], pct(targets['loso_mean'], 0))}), "
-             f"worst speaker `{worst['speaker']}` {_pct(worst)} "
-             f"({_target(worst['mean'] >= targets['loso_worst'], pct(targets['loso_worst'], 0))}).",
-             "", "| held-out speaker | " + " | ".join(f"`{s}`" for s in part["per_speaker"]) + " |",
-             "|---|" + "---|" * len(part["per_speaker"]),
-             "| test accuracy | " + " | ".join(_pct(s) for s in part["per_speaker"].values()) + " |"]
+    """A sentence per recipe against the targets, then one table: a row per recipe, a column per
+    held-out speaker."""
+    recipes = part["recipes"]
+    lines = []
+    for name, recipe in recipes.items():
+        seeds = sorted({row["seed"] for row in recipe["folds"]})
+        mean, worst = recipe["mean"], recipe["worst"]
+        lines.append(
+            f"**Leave one speaker out** (`{name}`, {_seeds(seeds)}): mean over the "
+            f"{len(recipe['per_speaker'])} folds {_pct(mean)} "
+            f"({_target(mean['mean'] >= targets['loso_mean'], pct(targets['loso_mean'], 0))}), "
+            f"worst speaker `{worst['speaker']}` {_pct(worst)} "
+            f"({_target(worst['mean'] >= targets['loso_worst'], pct(targets['loso_worst'], 0))}).")
+    speakers = list(dict.fromkeys(s for recipe in recipes.values() for s in recipe["per_speaker"]))
+    lines += ["", "| recipe (test accuracy on the held-out speaker) | "
+              + " | ".join(f"`{s}`" for s in speakers) + " |", "|---|" + "---|" * len(speakers)]
+    for name, recipe in recipes.items():
+        cells = (_pct(recipe["per_speaker"][s]) if s in recipe["per_speaker"] else "not run"
+                 for s in speakers)
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -116,18 +124,29 @@ def render(result: dict) -> str:
         if name in parts:
             lines += [*RENDER[name](parts[name], result["targets"]), ""]
     missing = [name for name in PARTS if name not in parts and name not in ON_REQUEST]
-    commands = "; ".join(f"`{parts[name]['command']}`" for name in RENDER if name in parts)
+    commands = "; ".join(f"`{row['command']}`" for _, row in _rows(parts, RENDER))
     lines.append(f"Reproduce with {commands}.")
     if missing:
         lines[-1] += (" Not measured at this commit: " + ", ".join(f"`{m}`" for m in missing)
                       + " (`python -m benchmarks.bench_generalization --only PART`).")
     lines += ["", conditions(result["meta"])]
-    earlier = [name for name in PARTS if "meta" in parts.get(name, {})]
+    earlier = [(name, row) for name, row in _rows(parts, RENDER) if "meta" in row]
     if earlier:
         lines[-1] += " Parts from an earlier run: " + "; ".join(
-            f"`{name}` {parts[name]['meta']['date'][:10]} at `{parts[name]['meta']['commit']}`"
-            for name in earlier) + "."
+            f"`{name}` {row['meta']['date'][:10]} at `{row['meta']['commit']}`"
+            for name, row in earlier) + "."
     return "\n".join(lines)
+
+
+def _rows(parts: dict, names) -> list[tuple[str, dict]]:
+    """Each measured part of ``names`` as (name, part), loso as one ("loso RECIPE", row) each."""
+    rows = []
+    for name in names:
+        if name == "loso" and name in parts:
+            rows += [(f"loso {recipe}", row) for recipe, row in parts[name]["recipes"].items()]
+        elif name in parts:
+            rows.append((name, parts[name]))
+    return rows
 
 
 def ablation(result: dict) -> str:
