@@ -323,6 +323,16 @@ def test_the_ablation_table_names_each_variant_and_the_commit_it_was_measured_at
     assert "`features.normalize=false`" in variant and variant.endswith("`def5678` |")
 
 
+def test_the_ablation_table_gives_a_command_shared_by_rows_once(tmp_path):
+    results = copy.deepcopy(RESULTS)
+    parts = results["benchmarks/results/generalization.json"]["parts"]
+    parts["ablation"]["variants"]["before"] = {**copy.deepcopy(parts["default"]),
+                                               "meta": {**meta_block(), "commit": "0ld0ld0"}}
+    table = sections(report.update(documents(), write_results(tmp_path, results)))["ablation"]
+    assert table.count(f"`{parts['default']['command']}`") == 1
+    assert "`0ld0ld0` |" in table
+
+
 def test_the_screening_table_has_a_row_per_screen_in_order_with_its_commit(tmp_path):
     table = sections(report.update(documents(), write_results(tmp_path, RESULTS)))["screening"]
     before, mean_only = [line for line in table.splitlines() if line.startswith("| before")

@@ -170,7 +170,7 @@ def ablation(result: dict) -> str:
                      f"{_pct(row['fsdd_unknown_share'])} | "
                      f"{_spread(row['false_keywords_per_hour'])} | {silence} | "
                      f"`{measured['commit']}` |")
-    commands = [f"`{row['command']}`" for _, row in rows]
+    commands = dict.fromkeys(f"`{row['command']}`" for _, row in rows)  # each once, in order
     return "\n".join([*lines, "", "Reproduce with " + "; ".join(commands) + " (each at its commit)."])
 
 
