@@ -23,10 +23,11 @@ pytestmark = pytest.mark.slow  # every test runs `speechrnn train` in a subproce
 # The smoke recipe with every source of randomness a resume must carry over: waveform
 # augmentation, SpecAugment, dropout (global torch RNG, restored only from the checkpoint's
 # "rng" state) and DataLoader worker processes.
+EPOCHS = 4
 TRAIN = [sys.executable, "-m", "speechrnn", "train", "recipe=smoke", "export.enabled=false",
-         "trainer.epochs=3", "augment=default", "features=mfcc_specaugment", "model.dropout=0.3",
-         "data.num_workers=2"]
-STEPS = 9  # 3 epochs x 3 batches of the smoke set
+         f"trainer.epochs={EPOCHS}", "augment=default", "features=mfcc_specaugment",
+         "model.dropout=0.3", "data.num_workers=2"]
+STEPS = 3 * EPOCHS  # 3 batches an epoch of the smoke set
 
 
 def start(command: list[str], cwd: Path) -> subprocess.Popen:
@@ -118,12 +119,14 @@ def test_sigkill_during_checkpoint_writes_never_leaves_a_torn_file(tmp_path):
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tmp_path, uninterrupted):
     run_dir = tmp_path / "run"
     rng = random.Random(1)
-    # Each kill lands a random time after a random number of further optimizer steps.
-    for kill_after in sorted(rng.sample(range(1, STEPS), 2)):
+    # Each kill lands up to 0.05 s after a random number of further optimizer steps, all within
+    # the first half: the two epochs still to run take far longer (about 0.17 s each on 2 cores;
+    # a 0.5 s wait once let a quiet machine finish training before the kill).
+    for kill_after in sorted(rng.sample(range(1, STEPS // 2 + 1), 2)):
         resume = ["trainer.resume=true"] if (run_dir / "checkpoints" / "last.pt").exists() else []
         proc = start([*TRAIN, f"hydra.run.dir={run_dir}", *resume], tmp_path)
         wait_until(lambda: steps_logged(run_dir) >= kill_after, proc)
-        time.sleep(rng.uniform(0.0, 0.5))
+        time.sleep(rng.uniform(0.0, 0.05))
         if proc.poll() is not None:
             pytest.fail("the run ended before the kill; the test proved nothing\n"
                         + proc.communicate()[1][-3000:])
@@ -132,7 +135,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_result(tm
         assert proc.returncode == -signal.SIGKILL
         # Killed mid-training: no summary, and the last checkpoint is from before the last epoch.
         assert not (run_dir / "summary.json").exists()
-        assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["epoch"] < 3
+        assert checkpoint.load(run_dir / "checkpoints" / "last.pt")["epoch"] < EPOCHS
         assert_checkpoints_load(run_dir)
 
     result = subprocess.run([*TRAIN, f"hydra.run.dir={run_dir}", "trainer.resume=true"],
@@ -157,6 +160,6 @@ def test_ctrl_c_stops_cleanly_keeps_last_pt_and_says_how_to_resume(tmp_path):
     assert "interrupted" in output
     assert f"hydra.run.dir={run_dir} trainer.resume=true" in output
     epoch = checkpoint.load(run_dir / "checkpoints" / "last.pt")["epoch"]
-    assert epoch < 3 and f"holds the state after epoch {epoch}" in output
+    assert epoch < EPOCHS and f"holds the state after epoch {epoch}" in output
     assert_checkpoints_load(run_dir)
     assert not list((run_dir / "checkpoints").glob(".*.tmp")), "a torn temp file was left"
