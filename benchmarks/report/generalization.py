@@ -3,7 +3,7 @@ over seeds, against issue 11's targets."""
 
 from __future__ import annotations
 
-from ..bench_generalization import ON_REQUEST, PARTS
+from ..bench_generalization import ON_REQUEST, PARTS, ROWS
 from .fmt import conditions, pct
 
 
@@ -139,12 +139,13 @@ def render(result: dict) -> str:
 
 
 def _rows(parts: dict, names) -> list[tuple[str, dict]]:
-    """Each measured part of ``names`` as (name, part), loso as one ("loso RECIPE", row) each."""
+    """Each measured part of ``names`` as (name, part); a part kept row by row (``ROWS``: loso's
+    recipes) as one ("PART ROW", row) each."""
     rows = []
-    for name in names:
-        if name == "loso" and name in parts:
-            rows += [(f"loso {recipe}", row) for recipe, row in parts[name]["recipes"].items()]
-        elif name in parts:
+    for name in (name for name in names if name in parts):
+        if name in ROWS:
+            rows += [(f"{name} {key}", row) for key, row in parts[name][ROWS[name]].items()]
+        else:
             rows.append((name, parts[name]))
     return rows
 
