@@ -111,6 +111,8 @@ QUICK_CLIPS = 8
 # name -> overrides ({corpus}, {fsdd}) of the setups --pipeline measures.
 PIPELINES = {
     "synthetic/gru, 35 words": ["recipe=synthetic/gru", "data.root={corpus}", "data.words=[]"],
+    "synthetic/gru, 35 words, speed and VTLP warped in the model": [
+        "recipe=synthetic/gru", "data.root={corpus}", "data.words=[]", "augment.warp_spectrogram=true"],
     "fsdd/gru": ["recipe=fsdd/gru", "data.root={fsdd}"],
 }
 DDP_RECIPE = ["recipe=fsdd/gru", "data.root={fsdd}"]

@@ -239,6 +239,9 @@ class AugmentConfig(Section):
     channel_prob: float = ranged(0.0, ge=0, le=1)
     # How often a clip is cut to its speech and zero-padded (like a corpus of trimmed clips).
     endpoint_prob: float = ranged(0.0, ge=0, le=1)
+    # Speed and VTLP as a warp of the batch's spectrogram in the model (features.SpectralWarp),
+    # on the training device, instead of resampling each clip in the data workers.
+    warp_spectrogram: bool = False
 
 
 @dataclass
@@ -595,6 +598,8 @@ def _streamed_model_rules(cfg: Any) -> list[str]:
              "model.bidirectional": (cfg.model.bidirectional, False),
              "features.normalize": (cfg.features.normalize, False),
              "features.deltas": (cfg.features.deltas, 0),
+             # A time warp would move the words away from their frame targets.
+             "augment.warp_spectrogram": (cfg.augment.warp_spectrogram, False),
              "data.silence": (cfg.data.silence, True)}
     return [f"stream.enabled=true needs {key}={str(want).lower()} (it is {getattr(value, 'value', value)}); "
             f"set {key}={str(want).lower()} or stream.enabled=false"

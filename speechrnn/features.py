@@ -6,7 +6,8 @@ torchaudio's own mel filterbank and DCT matrices. It matches ``torchaudio.transf
 ``top_db=None``: every output frame depends only on its own STFT window (no per-utterance
 maximum), so a streaming export can reproduce the frames chunk by chunk.
 
-``Frontend`` adds what training wants on top: deltas, per-utterance normalisation and SpecAugment.
+``Frontend`` adds what training wants on top: deltas, per-utterance normalisation, SpecAugment
+and (``SpectralWarp``) speed and vocal tract length perturbation of a whole batch.
 Layout everywhere is ``[batch, frames, features]``.
 """
 
@@ -54,6 +55,7 @@ class MFCC(nn.Module):
         f_max: Optional[float] = None,
         center: bool = True,
         power_floor: float = AMIN,
+        warp: Optional["SpectralWarp"] = None,
     ) -> None:
         super().__init__()
         f_max = sample_rate / 2 if f_max is None else f_max
@@ -83,18 +85,28 @@ class MFCC(nn.Module):
         # FFT bins outside every mel filter (below f_min, above f_max) are never computed.
         used = fbank.any(dim=1)
         fbank = fbank[used]
-        window = torch.hann_window(win_length, periodic=True, dtype=torch.float64)
-        phase = (2 * math.pi / n_fft) * torch.outer(
-            torch.nonzero(used)[:, 0].double(),
-            torch.arange(self.trim_left, self.trim_left + win_length, dtype=torch.float64),
-        )
-        basis = torch.cat([torch.cos(phase), -torch.sin(phase)]) * window  # [2 * bins, win]
-        self.register_buffer("dft", basis.unsqueeze(1).float())
+        bins = torch.nonzero(used)[:, 0]
+        self.register_buffer("dft", self._dft_basis(bins))
         # Stacked twice so one matmul sums real^2 and imag^2 while applying the filterbank.
         self.register_buffer("mel_fbank", torch.cat([fbank, fbank]))
         # 10*log10(x) == (10 / ln 10) * ln(x): the scale is folded into the DCT matrix.
         dct = torchaudio.functional.create_dct(n_mfcc, n_mels, norm="ortho")
         self.register_buffer("dct", dct * (10.0 / math.log(10.0)))
+        # Training only, so not in the state dict: every bin the warp may read from.
+        self.warp = warp
+        if warp is not None:
+            width = min(n_fft // 2, math.ceil(int(bins[-1]) / warp.lowest_scale) + 1) + 1
+            self.register_buffer("warp_dft", self._dft_basis(torch.arange(width)), persistent=False)
+            self.register_buffer("warp_bins", bins.float(), persistent=False)
+
+    def _dft_basis(self, bins: torch.Tensor) -> torch.Tensor:
+        """The windowed real and imaginary DFT rows of FFT ``bins``: [2 * bins, 1, win_length]."""
+        window = torch.hann_window(self.win_length, periodic=True, dtype=torch.float64)
+        phase = (2 * math.pi / self.n_fft) * torch.outer(
+            bins.double(),
+            torch.arange(self.trim_left, self.trim_left + self.win_length, dtype=torch.float64),
+        )
+        return (torch.cat([torch.cos(phase), -torch.sin(phase)]) * window).unsqueeze(1).float()
 
     @property
     def min_samples(self) -> int:
@@ -119,9 +131,72 @@ class MFCC(nn.Module):
             x = F.pad(x, (half - self.trim_left, half - self.trim_right), mode="reflect")
         elif self.trim_left or self.trim_right:
             x = x[..., self.trim_left : x.shape[-1] - self.trim_right]
-        spectrum = F.conv1d(x, self.dft, stride=self.hop_length)  # [B, 2 * bins, T]
-        mel = spectrum.transpose(1, 2).square() @ self.mel_fbank  # [B, T, n_mels]
+        if self.warp is not None and self.training:
+            wide = F.conv1d(x, self.warp_dft, stride=self.hop_length).transpose(1, 2).square()
+            half = wide.shape[-1] // 2
+            power = self.warp(wide[..., :half] + wide[..., half:], self.warp_bins)
+            mel = power @ self.mel_fbank[: self.warp_bins.numel()]
+        else:
+            spectrum = F.conv1d(x, self.dft, stride=self.hop_length)  # [B, 2 * bins, T]
+            mel = spectrum.transpose(1, 2).square() @ self.mel_fbank  # [B, T, n_mels]
         return torch.log(torch.clamp(mel, min=self.power_floor)) @ self.dct
+
+
+class SpectralWarp(nn.Module):
+    """Speed and vocal tract length perturbation of a training batch, applied to its power
+    spectrogram in the model (on the training device) instead of to each waveform in the data
+    workers, where resampling and the STFT pair cost more than the model's step.
+
+    Each clip draws a speed ``s`` and a warp ``v`` (uniform in their ranges, from torch's
+    generator). Its frame ``t`` takes the spectrum of frame ``t * s`` (frames past the clip's
+    end are silent; a slower clip keeps its centre, as augment.Speed does), and its FFT bin
+    ``k`` the power of bin ``k / (s * v)``: the clip is played ``s`` times faster, which raises
+    every frequency by ``s``, and its spectrum is stretched by ``v`` more. Unlike ``data.augment.VocalTract``, which moves the formants only, ``v`` moves the
+    harmonics too; an MFCC of few coefficients hardly sees the difference. Both axes are
+    interpolated linearly.
+    """
+
+    def __init__(self, speed: tuple[float, float], vtlp: tuple[float, float]) -> None:
+        super().__init__()
+        self.speed, self.vtlp = speed, vtlp
+
+    @property
+    def lowest_scale(self) -> float:
+        """The smallest ``s * v``: the one that reads bins furthest above their own."""
+        return self.speed[0] * self.vtlp[0]
+
+    def forward(self, power: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+        """``power`` [B, T, K] of FFT bins 0..K-1 -> [B, T, len(bins)]: each clip's own warp at
+        ``bins`` (float FFT bin numbers)."""
+        batch, frames, _ = power.shape
+        speed = _uniform(batch, self.speed, power.device)
+        scale = speed * _uniform(batch, self.vtlp, power.device)
+        power = _interpolate(power, (bins[None, :] / scale[:, None])[:, None, :], dim=2)
+        # As augment.Speed then fix_length: a faster clip is padded at its end, a slower one
+        # keeps its centre.
+        start = (frames - 1) * (1 - speed).clamp(min=0) / 2
+        source = torch.arange(frames, device=power.device)[None, :] * speed[:, None] + start[:, None]
+        power = _interpolate(power, source[:, :, None], dim=1)  # source: [B, T]
+        return power.masked_fill((source > frames - 1)[:, :, None], 0.0)
+
+
+def _uniform(count: int, bounds: tuple[float, float], device: torch.device) -> torch.Tensor:
+    low, high = bounds
+    return low + (high - low) * torch.rand(count, device=device)
+
+
+def _interpolate(values: torch.Tensor, positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """``values`` read at float ``positions`` along ``dim`` (linear between neighbours, clamped to
+    the last one); ``positions`` broadcasts against ``values`` in the other dims."""
+    last = values.shape[dim] - 1
+    positions = positions.clamp(0, last)
+    shape = list(values.shape)
+    shape[dim] = positions.shape[dim]
+    positions = positions.expand(shape)
+    below = positions.floor().long()
+    weight = positions - below
+    above = (below + 1).clamp(max=last)
+    return values.gather(dim, below) * (1 - weight) + values.gather(dim, above) * weight
 
 
 class Deltas(nn.Module):
@@ -173,11 +248,12 @@ class Frontend(nn.Module):
         freq_mask_width: int = 8,
         time_masks: int = 0,
         time_mask_width: int = 10,
+        warp: Optional[SpectralWarp] = None,
     ) -> None:
         super().__init__()
         _check(deltas in (0, 1, 2), f"features.deltas={deltas} must be 0, 1 or 2")
         self.mfcc = MFCC(sample_rate, n_mfcc, n_fft, win_length, hop_length, n_mels, f_min,
-                         f_max, power_floor=power_floor)
+                         f_max, power_floor=power_floor, warp=warp)
         self.deltas = Deltas() if deltas else None
         self.order = deltas
         self.normalize = normalize
@@ -192,15 +268,20 @@ class Frontend(nn.Module):
         )
 
     @classmethod
-    def from_config(cls, cfg, sample_rate: int) -> "Frontend":
-        """The frontend a ``FeaturesConfig`` describes (config.py imports this module, not back)."""
+    def from_config(cls, cfg, sample_rate: int, augment=None) -> "Frontend":
+        """The frontend a ``FeaturesConfig`` describes (config.py imports this module, not back),
+        with ``augment``'s speed and VTLP as a ``SpectralWarp`` when it sets warp_spectrogram."""
+        warp = None
+        if augment is not None and augment.enabled and augment.warp_spectrogram:
+            warp = SpectralWarp((augment.speed_min, augment.speed_max),
+                                (augment.vtlp_min, augment.vtlp_max))
         return cls(
             sample_rate=sample_rate, n_mfcc=cfg.n_mfcc, n_fft=cfg.n_fft,
             win_length=cfg.win_length, hop_length=cfg.hop_length, n_mels=cfg.n_mels,
             f_min=cfg.f_min, f_max=cfg.f_max, power_floor=cfg.power_floor, deltas=cfg.deltas,
             normalize=cfg.normalize, normalize_variance=cfg.normalize_variance,
             freq_masks=cfg.freq_masks, freq_mask_width=cfg.freq_mask_width,
-            time_masks=cfg.time_masks, time_mask_width=cfg.time_mask_width,
+            time_masks=cfg.time_masks, time_mask_width=cfg.time_mask_width, warp=warp,
         )
 
     def num_frames(self, num_samples: int) -> int:

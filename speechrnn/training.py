@@ -245,7 +245,8 @@ class Trainer:
             for split in ("val", "test")
         }
 
-        self.model = build_model(cfg.data, cfg.features, cfg.model, self.labels).to(self.device)
+        self.model = build_model(cfg.data, cfg.features, cfg.model, self.labels,
+                                 cfg.augment).to(self.device)
         self.num_parameters = count_parameters(self.model)
         self.net = (
             DistributedDataParallel(self.model, device_ids=[self.device] if self.device.type == "cuda" else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from pathlib import Path
@@ -179,6 +180,11 @@ def test_build_transform_orders_every_step(noise_root):
     assert [type(s) for s in steps] == [Speed, VocalTract, TimeShift, Reverb, Channel,
                                         BackgroundNoise, Endpoint, Gain]
     assert (steps[1].factor_min, steps[3].rt60_max, steps[4].prob, steps[6].prob) == (0.9, 0.4, 0.7, 0.5)
+
+    warped = build_transform(AugmentConfig(**{**dataclasses.asdict(cfg), "warp_spectrogram": True}),
+                             RATE, noise_root).steps
+    # The model applies speed and VTLP to the batch (features.SpectralWarp).
+    assert [type(s) for s in warped] == [TimeShift, Reverb, Channel, BackgroundNoise, Endpoint, Gain]
 
 
 @pytest.mark.parametrize("override, message", [

@@ -13,9 +13,10 @@ import torch
 import torchaudio
 
 from speechrnn.audio import fix_length, load
-from speechrnn.config import FeaturesConfig
+from speechrnn.config import AugmentConfig, FeaturesConfig
+from speechrnn.data.augment import Speed
 from speechrnn.errors import SpeechRNNError
-from speechrnn.features import MFCC, Deltas, Frontend
+from speechrnn.features import MFCC, Deltas, Frontend, SpectralWarp
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # small tensors: torch on one thread
 
@@ -271,3 +272,71 @@ def test_power_floor_makes_empty_bands_immune_to_quantisation(speech):
     assert change(MFCC()) > 0.1
     frontend = Frontend.from_config(FeaturesConfig(power_floor=1e-6), RATE).eval()
     assert (frontend(clean) - frontend(pcm)).abs().mean() < 0.02 * frontend(clean).abs().mean()
+
+
+def warped_frontend(speed=(1.0, 1.0), vtlp=(1.0, 1.0), **settings) -> MFCC:
+    return MFCC(**settings, warp=SpectralWarp(speed, vtlp)).train()
+
+
+@pytest.mark.parametrize("factor", [0.85, 1.15])
+def test_spectral_warp_plays_the_clip_faster_like_resampling_it(speech, factor):
+    """The batch warp of a speed ``factor`` gives about the MFCCs of the clip resampled to play
+    ``factor`` times faster (augment.Speed): far closer than the clip unchanged."""
+    settings = dict(n_mfcc=13, n_mels=24, f_max=4000.0, power_floor=1e-6)
+    plain, warped = MFCC(**settings), warped_frontend((factor, factor), **settings)
+    clips = batch(speech, RATE)
+    sped = batch([Speed(RATE, factor, factor)(clip.numpy(), np.random.default_rng(0))
+                  for clip in clips], RATE)
+    with torch.no_grad():
+        expected, unchanged, actual = plain(sped), plain(clips), warped(clips)
+    spoken = expected[..., 0] > expected[..., 0].amax(dim=1, keepdim=True) - 40  # [B, T]
+    error = (actual - expected).abs()[spoken].mean()
+    assert error < 0.5 * (unchanged - expected).abs()[spoken].mean()
+
+
+def test_spectral_warp_moves_a_tone_by_speed_times_vtlp():
+    """A 1 kHz tone warped by speed 1.1 and VTLP 1.2 peaks in the mel band of a 1.32 kHz tone,
+    as loud, and ends at frame 91 of 101; eval mode and factors of 1 leave it alone; the warp
+    adds no weights or buffers to the state dict."""
+    time = torch.arange(RATE) / RATE
+
+    def tone(hz):
+        return torch.sin(2 * torch.pi * hz * time)[None]
+
+    plain = MFCC(**MEL)  # 40 MFCCs of 40 mels: the DCT is square, so the log-mel comes back
+    warped = warped_frontend((1.1, 1.1), (1.2, 1.2), **MEL)
+
+    def log_mel(mfcc):  # natural log: the DCT matrix carries the 10 / ln 10 of decibels
+        return mfcc @ torch.linalg.inv(plain.dct)
+
+    with torch.no_grad():
+        actual, expected = log_mel(warped(tone(1000)))[0], log_mel(plain(tone(1320)))[0]
+        assert (actual[5:85].argmax(1) == expected[5:85].argmax(1)).all()
+        torch.testing.assert_close(actual[5:85].amax(1), expected[5:85].amax(1), atol=0.25, rtol=0)
+        assert (actual[93:].amax(1) < expected[93:].amax(1) - 20).all()
+        torch.testing.assert_close(warped.eval()(tone(1000)), plain(tone(1000)))
+        torch.testing.assert_close(warped_frontend(**MEL)(tone(1000)), plain(tone(1000)),
+                                   atol=1e-3, rtol=0)
+    assert warped.state_dict().keys() == plain.state_dict().keys()
+
+
+def test_spectral_warp_draws_a_factor_per_clip_from_torchs_generator(speech):
+    warped = warped_frontend((0.8, 1.2), (0.9, 1.1), **MEL)
+    clips = batch(speech[:1] * 4, RATE)
+    with torch.no_grad():
+        torch.manual_seed(3)
+        first = warped(clips)
+        torch.manual_seed(3)
+        again = warped(clips)
+    torch.testing.assert_close(first, again)
+    assert all((first[0] - other).abs().mean() > 0.1 for other in first[1:])
+
+
+def test_frontend_from_config_warps_only_when_augment_asks():
+    features = FeaturesConfig(n_mfcc=13, n_mels=24)
+    asked = AugmentConfig(warp_spectrogram=True, speed_min=0.8, vtlp_max=1.2)
+    warp = Frontend.from_config(features, RATE, asked).mfcc.warp
+    assert (warp.speed, warp.vtlp) == ((0.8, 1.1), (1.0, 1.2))
+    assert Frontend.from_config(features, RATE, AugmentConfig()).mfcc.warp is None
+    assert Frontend.from_config(features, RATE,
+                                AugmentConfig(warp_spectrogram=True, enabled=False)).mfcc.warp is None

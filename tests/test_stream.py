@@ -107,6 +107,8 @@ def test_streaming_settings_are_checked_at_composition(fsdd_root, noise_root):
     compose_config(["recipe=synthetic/kws_stream"])
     for override, needle in [("model.pooling=mean", "stream.enabled=true needs model.pooling=last"),
                              ("features.normalize=true", "needs features.normalize=false"),
+                             ("augment.warp_spectrogram=true",
+                              "needs augment.warp_spectrogram=false"),
                              ("stream.words=0", "stream.words=0 is out of range"),
                              ("stream.noise_dbfs_min=-10", "stream.noise_dbfs_min=-10.0 is above")]:
         with pytest.raises(UsageError, match=needle):

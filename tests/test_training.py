@@ -102,8 +102,12 @@ RANDOM = ["augment=default", "features=mfcc_specaugment", "model.dropout=0.3", "
 
 
 @pytest.mark.slow
-def test_resume_after_an_interruption_gives_the_same_result(tmp_path):
-    uninterrupted = fit(smoke_config(*RANDOM), tmp_path / "uninterrupted")
+@pytest.mark.parametrize("where", ["waveforms", "batch warp"])
+def test_resume_after_an_interruption_gives_the_same_result(tmp_path, where):
+    """Speed and VTLP on each waveform in the workers, or on the batch in the model."""
+    random = [*RANDOM, "augment.vtlp_min=0.9", "augment.vtlp_max=1.1",
+              f"augment.warp_spectrogram={where == 'batch warp'}"]
+    uninterrupted = fit(smoke_config(*random), tmp_path / "uninterrupted")
     run_dir = tmp_path / "run"
 
     def stop_after_first_epoch(epoch, record):
@@ -111,9 +115,9 @@ def test_resume_after_an_interruption_gives_the_same_result(tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(smoke_config(*RANDOM), run_dir, epoch_callback=stop_after_first_epoch)
+        fit(smoke_config(*random), run_dir, epoch_callback=stop_after_first_epoch)
     assert torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
-    resumed = fit(smoke_config(*RANDOM, "trainer.resume=true"), run_dir)
+    resumed = fit(smoke_config(*random, "trainer.resume=true"), run_dir)
 
     first = read_jsonl(tmp_path / "uninterrupted" / "metrics.jsonl")
     second = read_jsonl(run_dir / "metrics.jsonl")
@@ -122,6 +126,23 @@ def test_resume_after_an_interruption_gives_the_same_result(tmp_path):
     assert [r["train/loss"] for r in second] == [r["train/loss"] for r in first]
     for key in ("test_accuracy", "val_accuracy", "test_loss", "best_epoch", "epochs"):
         assert resumed[key] == uninterrupted[key], key
+
+
+@pytest.mark.slow
+def test_the_batch_warp_perturbs_training(tmp_path):
+    """With augment.warp_spectrogram the model warps each training batch: a speed and VTLP range
+    changes every step's loss against factors of 1 (the same weights at the start, the same
+    draws, the same waveforms)."""
+    def steps(name, *overrides):
+        fit(smoke_config("augment=default", "augment.warp_spectrogram=true", *overrides),
+            tmp_path / name)
+        return [r["train/loss"] for r in read_jsonl(tmp_path / name / "metrics.jsonl")
+                if r["kind"] == "step"]
+
+    still = steps("still", "augment.speed_min=1.0", "augment.speed_max=1.0")
+    wide = steps("wide", "augment.speed_min=0.8", "augment.speed_max=1.2", "augment.vtlp_max=1.2")
+    assert len(still) == len(wide) > 0
+    assert all(a != b for a, b in zip(still, wide))
 
 
 def test_resume_without_a_checkpoint_says_how(tmp_path):

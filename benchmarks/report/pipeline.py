@@ -10,7 +10,8 @@ TARGET_EFFICIENCY = 0.9  # issue 15: the real data path at >= 90 % of in-memory 
 def efficiency(result: dict) -> str:
     lines = [f"Training clips/s through the real data path (DataLoader workers, decode cache, "
              f"augmentation) over clips/s of the same model stepping on batches already in "
-             f"memory, in turns of {result['rows'][0]['batches_per_round']} batches "
+             f"memory (where a setup warps speed and VTLP in the model, both turns warp), in "
+             f"turns of {result['rows'][0]['batches_per_round']} batches "
              f"(median of {result['rows'][0]['rounds']} turns each); the synthetic corpus is "
              f"35 words x {count(result['clips_per_word'])} clips from `speechrnn synth`:", "",
              "| setup | training clips | efficiency | real / in memory, clips/s | epoch, cold / warm "

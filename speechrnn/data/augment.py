@@ -348,11 +348,12 @@ def build_transform(augment: AugmentConfig, sample_rate: int, noise_dir: Optiona
         return None
     steps: list = []
     speed = _pair(augment, "speed_min", "speed_max")
-    if speed != (1.0, 1.0):
-        steps.append(Speed(sample_rate, *speed))
     vtlp = _pair(augment, "vtlp_min", "vtlp_max")
-    if vtlp != (1.0, 1.0):
-        steps.append(VocalTract(*vtlp))
+    if not augment.warp_spectrogram:  # otherwise the model warps the batch (features.SpectralWarp)
+        if speed != (1.0, 1.0):
+            steps.append(Speed(sample_rate, *speed))
+        if vtlp != (1.0, 1.0):
+            steps.append(VocalTract(*vtlp))
     if augment.time_shift_seconds > 0:
         steps.append(TimeShift(round(augment.time_shift_seconds * sample_rate)))
     if augment.reverb_prob > 0:
