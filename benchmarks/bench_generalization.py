@@ -14,6 +14,10 @@ other on 2 cores; the numbers do not depend on it). Parts (``--only`` runs some 
   the run's test accuracy per fold and seed; the mean over folds, the worst speaker (mean over
   seeds per speaker, then the lowest) and the std over seeds of the mean over folds. One row per
   recipe (with its overrides): measuring another recipe keeps the earlier ones.
+- ``ensemble``: each LOSO fold's seed runs of ``--recipe`` (+ ``--override``s) exported as one
+  ensemble (``speechrnn export RUN RUN ... -o FILE``, the mean of their probabilities) and scored
+  on the fold's held-out speaker: one accuracy a fold, the mean over folds and the worst. It reads
+  the runs of the loso row of this run or of an earlier one (they must still be on disk).
 - ``synth2real``: ``synthetic/digits`` (digit words "zero".."nine") run as its exported ONNX
   model over all 3,000 real FSDD clips (digits "0".."9"): accuracy.
 - ``default``: the default model (``synthetic/gru``, command words): its test accuracy on the
@@ -52,25 +56,25 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from omegaconf import OmegaConf
 from scipy.signal import butter, sosfilt
 
 from benchmarks import meta, runs
 from benchmarks.detection_eval import score, split_noise
 from benchmarks.long_recording import TOLERANCE_S, long_recordings
-from speechrnn import audio
-from speechrnn.data import build_splits
+from speechrnn import audio, checkpoint
+from speechrnn.data import Clip, build_splits
 from speechrnn.data.augment import Reverb
 from speechrnn.data.fsdd import NAME
 from speechrnn.data.synthetic import DIGIT_WORDS
 from speechrnn.detect import Settings, detect
+from speechrnn.export import export_ensemble
 from speechrnn.labels import SILENCE, UNKNOWN
 from speechrnn.runtime import Recognizer
 
 SHARED_DATA = meta.REPO.parent / "shared" / "data"
 FSDD = SHARED_DATA / "fsdd" / "recordings"
 NOISE = SHARED_DATA / "speech_commands_noise"
-PARTS = ("loso", "synth2real", "default", "ablation", "noise", "channel")  # in the order they run
+PARTS = ("loso", "ensemble", "synth2real", "default", "ablation", "noise", "channel")  # in order
 ON_REQUEST = ("ablation",)  # run only when named in --only
 GROUP = "generalization"  # runs/generalization/
 DEFAULT_MODEL = "synthetic/gru"  # what `speechrnn train` trains with no recipe
@@ -187,6 +191,12 @@ def model(run: dict) -> Recognizer:
     return Recognizer(meta.REPO / run["run_dir"] / "model.onnx")
 
 
+def test_clips(run: dict) -> list[Clip]:
+    """The test split of one of this benchmark's runs (its config read back onto the schema)."""
+    _, cfg, _ = checkpoint.load_model(meta.REPO / run["run_dir"])
+    return build_splits(cfg.data).test
+
+
 def predicted(recognizer: Recognizer, clips: np.ndarray) -> list[str]:
     return [recognizer.labels[i] for i in recognizer.probabilities(clips).argmax(1)]
 
@@ -213,7 +223,40 @@ def loso(args, train: Trainer) -> dict:
     entry = {"recipe": args.recipe, "overrides": args.override,
              "command": bench_command("loso", args.seeds, recipe_arguments(args)),
              "folds": rows, **loso_summary(rows)}
-    return {"recipes": {" ".join([args.recipe, *args.override]): entry}}
+    return {"recipes": {recipe_key(args): entry}}
+
+
+def ensemble(args, loso_rows: dict) -> dict:
+    """Each fold's seed runs of ``--recipe``'s loso row (in ``loso_rows``) as one exported
+    ensemble, scored on the fold's held-out speaker."""
+    key = recipe_key(args)
+    if key not in loso_rows:
+        raise SystemExit(f"--only ensemble: no loso row for '{key}'; run --only loso "
+                         f"{' '.join(recipe_arguments(args))} first")
+    row = loso_rows[key]
+    folds = []
+    for speaker in row["per_speaker"]:
+        runs = [run for run in row["folds"] if run["speaker"] == speaker]
+        folders = [meta.REPO / run["run_dir"] for run in runs]
+        for folder in folders:
+            if not (folder / "checkpoints" / "best.pt").is_file():
+                raise SystemExit(f"{folder}: the run is gone; run --only loso "
+                                 f"{' '.join(recipe_arguments(args))} again")
+        with tempfile.TemporaryDirectory() as tmp:
+            recognizer = Recognizer(export_ensemble(folders, Path(tmp) / "ensemble.onnx"))
+        clips = test_clips(runs[0])
+        said = predicted(recognizer, np.stack([recognizer.load(clip.path) for clip in clips]))
+        folds.append({"speaker": speaker, "runs": [run["run_dir"] for run in runs],
+                      "clips": len(clips), "seed_accuracy": [run["test_accuracy"] for run in runs],
+                      "accuracy": float(np.mean([a == c.label for a, c in zip(said, clips)]))})
+    worst = min(folds, key=lambda fold: fold["accuracy"])
+    seeds = sorted({run["seed"] for run in row["folds"]})
+    return {"recipes": {key: {
+        "recipe": args.recipe, "overrides": args.override,
+        "command": bench_command("ensemble", seeds, recipe_arguments(args)),
+        "loso_measured_at": row.get("meta", {}).get("commit", "this run"), "folds": folds,
+        "mean": float(np.mean([fold["accuracy"] for fold in folds])),
+        "worst": {"speaker": worst["speaker"], "accuracy": worst["accuracy"]}}}}
 
 
 def probes(held_out: Path, rate: int, count: int = 20) -> dict[str, list[np.ndarray]]:
@@ -345,8 +388,7 @@ def channel(args, train: Trainer) -> dict:
                           [f"recipe={args.recipe}", f"data.root={args.fsdd}", *args.override],
                           args.seeds):
         recognizer = model(run)
-        cfg = OmegaConf.load(meta.REPO / run["run_dir"] / "config.yaml")
-        test = build_splits(cfg.data).test
+        test = test_clips(run)
         waves = [recognizer.load(clip.path) for clip in test]
         truth = [clip.label for clip in test]
         accuracy = []
@@ -368,13 +410,19 @@ def channel(args, train: Trainer) -> dict:
             "narrow_rate": NARROW_RATE, "room": ROOM, "seeds": seeds, "conditions": rows}
 
 
+def recipe_key(args) -> str:
+    """The name of --recipe's row, with its overrides, in the parts kept row by row."""
+    return " ".join([args.recipe, *args.override])
+
+
 def recipe_arguments(args) -> list[str]:
     return ["--recipe", args.recipe, *(f"--override '{o}'" for o in args.override)]
 
 
 RUNNERS = {"loso": loso, "synth2real": synth2real, "default": default, "ablation": ablation,
-           "noise": noise, "channel": channel}
-ROWS = {"loso": "recipes", "ablation": "variants"}  # parts kept row by row, and their rows' key
+           "noise": noise, "channel": channel}  # and ensemble, which reads loso's rows
+# Parts kept row by row, and their rows' key.
+ROWS = {"loso": "recipes", "ensemble": "recipes", "ablation": "variants"}
 
 
 # ---------------------------------------------------------------------------- main
@@ -423,12 +471,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         raise SystemExit(f"--jobs {args.jobs}: give 1 or more")
     train = Trainer(args.quick, args.jobs)
+    out = meta.result_path("generalization", args.quick)
+    earlier = json.loads(out.read_text()) if out.is_file() and not args.quick else {}
     measured = {}
     for part in parts:
         print(f"--- {part}", flush=True)
-        measured[part] = RUNNERS[part](args, train)
-    out = meta.result_path("generalization", args.quick)
-    earlier = json.loads(out.read_text()) if out.is_file() and not args.quick else {}
+        if part == "ensemble":
+            known = keep_earlier(measured, earlier).get("loso", {"recipes": {}})["recipes"]
+            measured[part] = ensemble(args, known)
+        else:
+            measured[part] = RUNNERS[part](args, train)
     measured = keep_earlier(measured, earlier)
     meta.write("generalization",
                {"targets": TARGETS, "parts": {p: measured[p] for p in PARTS if p in measured}},

@@ -34,7 +34,8 @@ def test_split(data: dict) -> str:
 
 def known_limits(data: dict, labels: list[str], accuracy: Optional[float],
                  test_clips: Optional[int], quantize: str,
-                 stream_training: Optional[dict] = None) -> list[str]:
+                 stream_training: Optional[dict] = None,
+                 members: Optional[list[dict]] = None) -> list[str]:
     if stream_training:
         limits = [f"Trained for streaming: its per-frame outputs on {stream_training['seconds']:g} s "
                   f"sequences of up to {stream_training['words']} clips at {data['sample_rate']} Hz, "
@@ -53,7 +54,13 @@ def known_limits(data: dict, labels: list[str], accuracy: Optional[float],
         tested = ("its test clips are real" if (data.get("test_source") or "synthetic") != "synthetic"
                   else "its test clips are synthetic too: accuracy on real voices is not measured")
         limits.append(f"Trained on synthetic espeak-ng voices, not recordings of people; {tested}.")
-    if accuracy is None:
+    if members:
+        scored = [m["test_accuracy"] for m in members if isinstance(m["test_accuracy"], (int, float))]
+        limits.append(f"An ensemble of {len(members)} runs (the mean of their probabilities), "
+                      f"{len(members)} times one model's compute; the ensemble itself was not "
+                      "tested" + (f", its runs scored {', '.join(f'{a:.2%}' for a in scored)} on "
+                                  "their test splits." if scored else "."))
+    elif accuracy is None:
         limits.append("No test accuracy was recorded (the run had no summary.json).")
     elif test_clips is not None and test_clips < FEW_TEST_CLIPS:
         limits.append(f"The test accuracy comes from {test_clips} clips only.")
@@ -64,9 +71,11 @@ def known_limits(data: dict, labels: list[str], accuracy: Optional[float],
 
 
 def build(data: dict, labels: list[str], summary: dict, *, quantize: str,
-          stream_training: Optional[dict] = None) -> dict[str, Any]:
+          stream_training: Optional[dict] = None, members: Optional[list[dict]] = None
+          ) -> dict[str, Any]:
     """The card of a model exported from a run with these plain ``data`` settings and
-    ``summary``, and its plain ``stream`` settings if it was trained on streams."""
+    ``summary``, and its plain ``stream`` settings if it was trained on streams; of an ensemble,
+    ``members`` are its runs (run, test_accuracy, overrides) and ``data`` the first one's."""
     clips = summary.get("clips") or {}
     accuracy = summary.get("test_accuracy")
     accuracy = float(accuracy) if isinstance(accuracy, (int, float)) else None
@@ -82,8 +91,9 @@ def build(data: dict, labels: list[str], summary: dict, *, quantize: str,
             "value": accuracy, "split": test_split(data), "clips": clips.get("test")},
         "stream_training": stream_training,
         "limits": known_limits(data, list(labels), accuracy, clips.get("test"), quantize,
-                               stream_training),
+                               stream_training, members),
         "overrides": list(summary.get("overrides") or []),
+        "ensemble": members,
     }
 
 
@@ -105,7 +115,8 @@ def render(info: ModelInfo) -> str:
         f"{info.clip_samples / info.sample_rate:g} s clips ({info.clip_samples} samples)",
         f"labels ({len(info.labels)}): {', '.join(map(_printable, info.labels))}",
         f"model: {_printable(model.get('cell', '?'))}, hidden size {model.get('hidden_size', '?')}, "
-        f"{layers} layer{'' if layers == 1 else 's'}, {_printable(model.get('pooling', '?'))} pooling",
+        f"{layers} layer{'' if layers == 1 else 's'}, {_printable(model.get('pooling', '?'))} pooling"
+        + (f", an ensemble of {model['ensemble']}" if model.get("ensemble") else ""),
     ]
     card = info.card
     if card is None:

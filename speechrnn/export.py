@@ -1,8 +1,10 @@
 """torch -> ONNX: one file, raw audio in, logits and probabilities out, everything else in metadata.
 
 ``speechrnn export RUN_DIR|CHECKPOINT [-o model.onnx] [--quantize int8] [--streaming]``, and
-``export_run`` for the trainer. The contract (inputs, outputs, metadata keys, the streaming
-state) is written down in ``export/README.md``; ``speechrnn.runtime`` is its reader.
+``export_run`` for the trainer; ``speechrnn export RUN RUN ... -o FILE.onnx`` writes several runs
+of one recipe as one ensemble (speechrnn/ensemble.py). The contract (inputs, outputs, metadata
+keys, the streaming state) is written down in ``export/README.md``; ``speechrnn.runtime`` is its
+reader.
 
 We use the TorchScript exporter (``dynamo=False``): the dynamo exporter needs ``onnxscript``,
 which is not a dependency (with torch 2.14.1, ``dynamo=True`` stops at its import). Every recurrent layer is
@@ -33,7 +35,9 @@ from torch import Tensor, nn
 from . import __version__, checkpoint
 from . import card as model_card
 from .config import ExportConfig, Quantize, plain
-from .errors import SpeechRNNError
+from .ensemble import Ensemble
+from .errors import SpeechRNNError, UsageError
+from .models import RecurrentEncoder
 from .runtime import FORMAT, FORMAT_KEY
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,9 @@ class OfflineGraph(nn.Module):
 
 def check_streamable(model: nn.Module) -> None:
     """Refuse, with the fix, what a chunk-by-chunk model cannot reproduce exactly."""
+    if isinstance(model, Ensemble):
+        raise UsageError("cannot export an ensemble for streaming: export its runs one by one "
+                         "with --streaming, or the ensemble without it")
     problems = []
     if model.encoder.bidirectional:
         problems.append("the encoder is bidirectional (it reads each clip backwards from its "
@@ -167,12 +174,14 @@ class StreamingGraph(nn.Module):
 # --------------------------------------------------------------------------- export
 
 def metadata(model: nn.Module, data: dict, *, quantize: str, streaming: Optional[StreamingGraph],
-             summary: dict, stream_training: Optional[dict] = None) -> dict[str, str]:
+             summary: dict, stream_training: Optional[dict] = None,
+             members: Optional[list[dict]] = None) -> dict[str, str]:
     """The metadata_props every exported file carries (export/README.md); ``data`` is the run's
-    data settings, ``summary`` its summary.json (empty for a model that was never tested) and
-    ``stream_training`` its stream settings when it was trained on streams (else None)."""
+    data settings, ``summary`` its summary.json (empty for a model that was never tested),
+    ``stream_training`` its stream settings when it was trained on streams (else None) and
+    ``members`` an ensemble's runs (``ensemble_members``)."""
     card = model_card.build(data, list(model.labels), summary, quantize=quantize,
-                            stream_training=stream_training)
+                            stream_training=stream_training, members=members)
     test_accuracy = (card["test_accuracy"] or {}).get("value")
     meta = {
         FORMAT_KEY: str(FORMAT),
@@ -203,21 +212,23 @@ def metadata(model: nn.Module, data: dict, *, quantize: str, streaming: Optional
 
 def export_model(model: nn.Module, data, output: str | os.PathLike, *, quantize: Quantize | str = Quantize.none,
                  streaming: bool = False, opset: int = ExportConfig.opset,
-                 summary: Optional[dict] = None, stream_training: Optional[dict] = None) -> Path:
-    """Write ``model`` (a KeywordClassifier) to ``output`` as ONNX, check it with onnx.checker
-    and (fp32) against PyTorch, and return the path. ``data`` (the run's data settings),
-    ``summary`` (its summary.json) and ``stream_training`` (its plain stream settings, for a
-    model trained on streams) tell the model card what it was trained and tested on."""
+                 summary: Optional[dict] = None, stream_training: Optional[dict] = None,
+                 members: Optional[list[dict]] = None) -> Path:
+    """Write ``model`` (a KeywordClassifier or an Ensemble) to ``output`` as ONNX, check it with
+    onnx.checker and (fp32) against PyTorch, and return the path. ``data`` (the run's data
+    settings), ``summary`` (its summary.json), ``stream_training`` (its plain stream settings,
+    for a model trained on streams) and ``members`` (an ensemble's runs) tell the model card
+    what it was trained and tested on."""
     quantize = Quantize(quantize).value
     model = copy.deepcopy(model).cpu().eval()
-    rnn = _export_rnn(model.encoder)
     stream_graph = None
     if streaming:
         check_streamable(model)
-        stream_graph = StreamingGraph(model, rnn).eval()
+        stream_graph = StreamingGraph(model, _export_rnn(model.encoder)).eval()
         graph, args, names = stream_graph, *_streaming_io(stream_graph)
     else:
-        model.encoder.rnn = rnn
+        for encoder in [m for m in model.modules() if isinstance(m, RecurrentEncoder)]:
+            encoder.rnn = _export_rnn(encoder)
         graph, args, names = OfflineGraph(model).eval(), *_offline_io(model)
 
     output = Path(output)
@@ -230,8 +241,8 @@ def export_model(model: nn.Module, data, output: str | os.PathLike, *, quantize:
                 _quantize(path, streaming=stream_graph)
             proto = onnx.load(str(path))
             for key, value in metadata(model, plain(data), quantize=quantize, streaming=stream_graph,
-                                       summary=summary or {},
-                                       stream_training=stream_training).items():
+                                       summary=summary or {}, stream_training=stream_training,
+                                       members=members).items():
                 proto.metadata_props.add(key=key, value=value)
             onnx.checker.check_model(proto, full_check=True)
             if quantize == "none":
@@ -391,6 +402,28 @@ def export_run(source: str | os.PathLike, settings=None,
                         stream_training=plain(cfg.stream) if cfg.stream.enabled else None)
 
 
+def ensemble_members(sources: list[str | os.PathLike]) -> list[dict]:
+    """What the model card says of each run of an ensemble: where it is, its test accuracy and
+    the overrides it was trained with (from its summary.json)."""
+    return [{"run": str(source), "test_accuracy": summary.get("test_accuracy"),
+             "overrides": list(summary.get("overrides") or [])}
+            for source, summary in ((s, recorded_summary(s)) for s in sources)]
+
+
+def export_ensemble(sources: list[str | os.PathLike], output: str | os.PathLike,
+                    settings=None) -> Path:
+    """Export several runs of one recipe (other seeds) as one ``Ensemble`` file."""
+    settings = settings or ExportConfig()
+    loaded = [checkpoint.load_model(source) for source in sources]
+    model = Ensemble([m for m, _, _ in loaded], [str(s) for s in sources])
+    cfg = loaded[0][1]
+    clips = recorded_summary(sources[0]).get("clips")
+    return export_model(model, cfg.data, output, quantize=settings.quantize,
+                        streaming=bool(settings.streaming), opset=int(settings.opset),
+                        summary={"clips": clips} if clips else {},
+                        members=ensemble_members(sources))
+
+
 def export_after_training(run_dir: Path, settings) -> dict[str, str]:
     """What a finished run exports: always the plain fp32 ``settings.filename``, plus the int8
     and streaming variants when ``settings`` asks; a variant the model cannot have is skipped
@@ -417,7 +450,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="speechrnn export", description="Export a trained run or checkpoint to ONNX "
         "(raw audio in, logits/probs out; contract in export/README.md).")
-    parser.add_argument("source", help="a run dir (uses checkpoints/best.pt) or a .pt checkpoint")
+    parser.add_argument("source", nargs="+",
+                        help="a run dir (uses checkpoints/best.pt) or a .pt checkpoint; several "
+                        "runs of one recipe (other seeds) make one ensemble (needs -o)")
     parser.add_argument("-o", "--output", help="the .onnx file to write (default: "
                         "model[.streaming][.int8].onnx in the run dir or beside the checkpoint)")
     parser.add_argument("--quantize", choices=[q.value for q in Quantize], default="none",
@@ -426,10 +461,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="a stateful chunk-by-chunk model (unidirectional encoders)")
     parser.add_argument("--opset", type=int, default=ExportConfig.opset)
     args = parser.parse_args(argv)
-    output = args.output or default_output(args.source, args.quantize, args.streaming)
     settings = ExportConfig(opset=args.opset, quantize=args.quantize, streaming=args.streaming)
-    path = export_run(args.source, settings, output)
+    if len(args.source) > 1:
+        if not args.output:
+            raise UsageError(f"exporting {len(args.source)} runs as one ensemble: name the file "
+                             "with -o FILE.onnx")
+        path = export_ensemble(args.source, args.output, settings)
+    else:
+        output = args.output or default_output(args.source[0], args.quantize, args.streaming)
+        path = export_run(args.source[0], settings, output)
     size = path.stat().st_size / 1e6
     kind = ("streaming " if args.streaming else "") + ("int8" if args.quantize == "int8" else "fp32")
-    print(f"wrote {path} ({kind}, {size:.2f} MB)")
+    ensemble = f", ensemble of {len(args.source)}" if len(args.source) > 1 else ""
+    print(f"wrote {path} ({kind}{ensemble}, {size:.2f} MB)")
     return 0

@@ -1,13 +1,20 @@
 """benchmarks/bench_generalization.py: its leave-one-speaker-out summary (pure arithmetic, on
-made-up accuracies) and the channel conditions it applies to real FSDD clips."""
+made-up accuracies), the channel conditions it applies to real FSDD clips and its ensembles of
+saved runs."""
 
 from __future__ import annotations
 
+import argparse
+
 import numpy as np
 import pytest
+import torch
 
 from benchmarks import bench_generalization as g
-from speechrnn import audio
+from helpers import TINY
+from speechrnn import audio, checkpoint
+from speechrnn.config import compose_config, plain
+from speechrnn.models import build_model
 
 RATE = 16000
 
@@ -102,3 +109,39 @@ def test_loso_of_another_recipe_keeps_the_earlier_recipe_with_its_meta():
     merged = g.keep_earlier({"loso": {"recipes": {"fsdd/mixed": {"command": "m"}}}}, earlier)
     assert merged["loso"]["recipes"] == {"fsdd/gru": {"meta": then, "command": "g"},
                                          "fsdd/mixed": {"command": "m"}}
+
+
+def test_the_ensemble_part_scores_each_folds_seeds_as_one_model(fsdd_root, tmp_path, monkeypatch):
+    """Two folds of two random-weight runs each, saved as the loso part saves them: each fold's
+    accuracy is the mean probability of its own runs on its own held-out speaker's clips."""
+    monkeypatch.setattr(g.meta, "REPO", tmp_path)  # where the runs' run_dir are relative to
+    labels = [str(digit) for digit in range(10)]
+    models, folds = {}, []
+    for speaker in ("jackson", "theo"):
+        cfg = compose_config(["recipe=fsdd/gru", f"data.root={fsdd_root}", *TINY,
+                              f"data.test_speakers=[{speaker}]"])
+        for seed in (0, 1):
+            torch.manual_seed(seed)
+            model = build_model(cfg.data, cfg.features, cfg.model, labels).eval()
+            checkpoint.save({"model": model.state_dict(), "labels": labels, "epoch": 0,
+                             "config": plain(cfg)}, tmp_path / f"{speaker}{seed}" / "checkpoints" / "best.pt")
+            models.setdefault(speaker, []).append(model)
+            folds.append({"speaker": speaker, "seed": seed, "run_dir": f"{speaker}{seed}",
+                          "test_accuracy": 0.5})
+    args = argparse.Namespace(recipe="fsdd/gru", override=[])
+    result = g.ensemble(args, {"fsdd/gru": {"folds": folds, **g.loso_summary(folds)}})
+    row = result["recipes"]["fsdd/gru"]
+    for fold in row["folds"]:
+        speaker = fold["speaker"]
+        files = sorted(fsdd_root.glob(f"*_{speaker}_*.wav"))  # all held out: the test split
+        waves = torch.from_numpy(np.stack([audio.load(p, RATE, RATE) for p in files]))
+        with torch.no_grad():
+            probs = torch.stack([torch.softmax(m(waves), -1) for m in models[speaker]]).mean(0)
+        truth = [p.name.split("_")[0] for p in files]
+        expected = np.mean([labels[i] == t for i, t in zip(probs.argmax(1).tolist(), truth)])
+        assert fold["accuracy"] == pytest.approx(expected)
+        assert fold["runs"] == [f"{speaker}0", f"{speaker}1"] and fold["clips"] == len(files) == 500
+    assert row["mean"] == pytest.approx(np.mean([f["accuracy"] for f in row["folds"]]))
+    assert row["worst"]["accuracy"] == min(f["accuracy"] for f in row["folds"])
+    with pytest.raises(SystemExit, match="no loso row for 'fsdd/mixed'"):
+        g.ensemble(argparse.Namespace(recipe="fsdd/mixed", override=[]), {})

@@ -129,6 +129,49 @@ def test_metadata_and_cli_export_of_a_run_dir(tmp_path, waves):
     assert written == run / cfg.export.filename and written.is_file()
 
 
+def saved_run(folder: Path, model, cfg, accuracy: float) -> Path:
+    checkpoint.save({"model": model.state_dict(), "labels": LABELS, "epoch": 0,
+                     "config": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)},
+                    folder / "checkpoints" / "best.pt")
+    (folder / "summary.json").write_text(json.dumps({"test_accuracy": accuracy,
+                                                     "overrides": [f"trainer.seed={folder.name}"]}))
+    return folder
+
+
+def test_cli_exports_runs_of_one_recipe_as_one_ensemble(tmp_path, waves, capsys):
+    """Its probabilities are the mean of its runs' (one file, one frontend); the card names the
+    runs and their test accuracies; what an ensemble cannot be is a one-line usage error."""
+    members = [tiny_model("model.cell=gru", "model.pooling=attention", seed=seed)
+               for seed in range(3)]
+    runs = [str(saved_run(tmp_path / str(seed), model, cfg, [0.8, 0.81, 0.82][seed]))
+            for seed, (model, cfg) in enumerate(members)]
+    out = tmp_path / "ensemble.onnx"
+    assert cli.main(["export", *runs, "-o", str(out)]) == 0
+    assert "ensemble of 3" in capsys.readouterr().out
+    probs = session(out).run(["probs"], {"audio": waves[1.0]})[0]
+    each = [torch.softmax(torch.from_numpy(torch_logits(model, waves[1.0])), -1).numpy()
+            for model, _ in members]
+    np.testing.assert_allclose(probs, np.mean(each, axis=0), rtol=0, atol=1e-5)
+    assert not np.allclose(each[0], each[1], atol=1e-3)  # the runs differ, so the mean is news
+    assert sum(node.op_type == "GRU" for node in onnx.load(str(out)).graph.node) == 3 * 2
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    card = json.loads(meta["model_card"])
+    assert [m["run"] for m in card["ensemble"]] == runs
+    assert [m["test_accuracy"] for m in card["ensemble"]] == [0.8, 0.81, 0.82]
+    assert json.loads(meta["model"])["ensemble"] == 3 and card["test_accuracy"] is None
+
+    for argv, needle in [(["export", *runs], "name the file with -o"),
+                         (["export", *runs, "-o", str(tmp_path / "s.onnx"), "--streaming"],
+                          "cannot export an ensemble for streaming")]:
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert needle in err and "Traceback" not in err
+    lstm = saved_run(tmp_path / "lstm", *tiny_model("model.cell=lstm"), 0.5)
+    assert cli.main(["export", runs[0], str(lstm), "-o", str(tmp_path / "mixed.onnx")]) == 2
+    assert "model settings differ" in capsys.readouterr().err
+    assert not (tmp_path / "mixed.onnx").exists()
+
+
 def test_cli_export_of_a_broken_checkpoint_is_a_clear_error(tmp_path, capsys):
     bad = tmp_path / "best.pt"
     bad.write_bytes(b"not a checkpoint")

@@ -47,6 +47,30 @@ def _loso(part: dict, targets: dict) -> list[str]:
     return lines
 
 
+def _ensemble(part: dict, targets: dict) -> list[str]:
+    """A sentence per recipe against the targets, then a row per recipe, a column per speaker."""
+    recipes = part["recipes"]
+    lines = []
+    for name, recipe in recipes.items():
+        seeds = len(recipe["folds"][0]["runs"])
+        mean, worst = recipe["mean"], recipe["worst"]
+        lines.append(
+            f"**The seeds as one model** (`{name}`: each fold's {seeds} runs exported as one "
+            f"ensemble, `speechrnn export RUN RUN RUN -o FILE`, one accuracy a fold): mean over "
+            f"the {len(recipe['folds'])} folds {pct(mean)} "
+            f"({_target(mean >= targets['loso_mean'], pct(targets['loso_mean'], 0))}), worst "
+            f"speaker `{worst['speaker']}` {pct(worst['accuracy'])} "
+            f"({_target(worst['accuracy'] >= targets['loso_worst'], pct(targets['loso_worst'], 0))}).")
+    speakers = list(dict.fromkeys(f["speaker"] for recipe in recipes.values() for f in recipe["folds"]))
+    lines += ["", "| ensemble of the seeds (test accuracy on the held-out speaker) | "
+              + " | ".join(f"`{s}`" for s in speakers) + " |", "|---|" + "---|" * len(speakers)]
+    for name, recipe in recipes.items():
+        accuracy = {fold["speaker"]: fold["accuracy"] for fold in recipe["folds"]}
+        cells = (pct(accuracy[s]) if s in accuracy else "not run" for s in speakers)
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _synth2real(part: dict, targets: dict) -> list[str]:
     digits = part["digits"]
     accuracy, goal = digits["fsdd_accuracy"], targets["synth2real_accuracy"]
@@ -114,7 +138,7 @@ def _channel(part: dict, targets: dict) -> list[str]:
     return lines
 
 
-RENDER = {"loso": _loso, "synth2real": _synth2real, "default": _default, "noise": _noise,
+RENDER = {"loso": _loso, "ensemble": _ensemble, "synth2real": _synth2real, "default": _default, "noise": _noise,
           "channel": _channel}
 
 
