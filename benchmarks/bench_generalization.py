@@ -191,7 +191,7 @@ def model(run: dict) -> Recognizer:
     return Recognizer(meta.REPO / run["run_dir"] / "model.onnx")
 
 
-def test_clips(run: dict) -> list[Clip]:
+def run_test_clips(run: dict) -> list[Clip]:
     """The test split of one of this benchmark's runs (its config read back onto the schema)."""
     _, cfg, _ = checkpoint.load_model(meta.REPO / run["run_dir"])
     return build_splits(cfg.data).test
@@ -244,7 +244,7 @@ def ensemble(args, loso_rows: dict) -> dict:
                                  f"{' '.join(recipe_arguments(args))} again")
         with tempfile.TemporaryDirectory() as tmp:
             recognizer = Recognizer(export_ensemble(folders, Path(tmp) / "ensemble.onnx"))
-        clips = test_clips(runs[0])
+        clips = run_test_clips(runs[0])
         said = predicted(recognizer, np.stack([recognizer.load(clip.path) for clip in clips]))
         folds.append({"speaker": speaker, "runs": [run["run_dir"] for run in runs],
                       "clips": len(clips), "seed_accuracy": [run["test_accuracy"] for run in runs],
@@ -388,7 +388,7 @@ def channel(args, train: Trainer) -> dict:
                           [f"recipe={args.recipe}", f"data.root={args.fsdd}", *args.override],
                           args.seeds):
         recognizer = model(run)
-        test = test_clips(run)
+        test = run_test_clips(run)
         waves = [recognizer.load(clip.path) for clip in test]
         truth = [clip.label for clip in test]
         accuracy = []
