@@ -3,7 +3,8 @@ with --pipeline, how well the data pipeline keeps up; with --ddp, 2-process DDP 
 
     python -m benchmarks.bench_training [--only fsdd/gru ...] [--seeds 0 1 2] [--fsdd PATH]
                                         [--noise PATH] [--quick]
-    python -m benchmarks.bench_training --pipeline --corpus DIR [--threads N] [--quick]
+    python -m benchmarks.bench_training --pipeline --corpus DIR [--setup NAME ...] [--threads N]
+                                        [--quick]
     python -m benchmarks.bench_training --ddp [--seeds 0 1 2] [--quick]
 
 Each recipe runs once per seed (trainer.seed) as `speechrnn train` in its own process (one at a
@@ -15,10 +16,11 @@ into runs-quick/, written to training_quick.json (numbers not meaningful).
 
 ``--pipeline`` (benchmarks/pipeline.py says what is measured): the default recipe
 (synthetic/gru) on a Speech Commands-scale corpus, 35 words x 3,000 clips that
-``speechrnn synth`` renders into --corpus (the command is printed when the folder is empty),
-and fsdd/gru on FSDD, each in a fresh process with a cold decode cache; written to
-pipeline.json. ``--quick`` renders 35 words x 8 clips into a temporary folder instead and
-measures one short round.
+``speechrnn synth`` renders into --corpus (the command is printed when the folder is empty), as
+it is and with speed and VTLP warped in the model (augment.warp_spectrogram), and fsdd/gru on
+FSDD, each in a fresh process with a cold decode cache; written to pipeline.json (``--setup``
+measures some and keeps the others' rows). ``--quick`` renders 35 words x 8 clips into a
+temporary folder instead and measures one short round.
 
 ``--ddp``: fsdd/gru as one process with batch 64 and as 2 torchrun processes with batch 32 each
 (the same global batch), the decode cache filled first; test accuracy over the seeds and
@@ -135,7 +137,17 @@ def measure_in_fresh_process(overrides: list[str], rounds: int, batches: int,
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def pipeline(corpus: Path | None, fsdd: Path, threads: int | None, quick: bool) -> int:
+def keep_rows(rows: list[dict], name: str, earlier: dict, order: list[str]) -> list[dict]:
+    """``rows`` (measured now) and the ``earlier`` result's rows of the other names (``name``
+    is the key that names a row), each with the meta of its own run, in ``order``."""
+    measured = {row[name] for row in rows}
+    kept = [{"meta": earlier["meta"], **row} for row in earlier.get("rows", [])
+            if row[name] in order and row[name] not in measured]
+    return sorted(rows + kept, key=lambda row: order.index(row[name]))
+
+
+def pipeline(corpus: Path | None, fsdd: Path, threads: int | None, quick: bool,
+             setups: list[str]) -> int:
     started = meta.start()
     with tempfile.TemporaryDirectory() as tmp:
         if quick:
@@ -150,14 +162,16 @@ def pipeline(corpus: Path | None, fsdd: Path, threads: int | None, quick: bool) 
             return 2
         rounds, batches = (1, 6) if quick else (5, 100)
         rows = []
-        for name, overrides in PIPELINES.items():
-            filled = [o.format(corpus=corpus, fsdd=fsdd) for o in overrides]
+        for name in setups:
+            filled = [o.format(corpus=corpus, fsdd=fsdd) for o in PIPELINES[name]]
             print(f"$ pipeline: {name}: {' '.join(filled)}", flush=True)
             rows.append({"setup": name, "overrides": filled,
                          **measure_in_fresh_process(filled, rounds, batches, threads)})
+    out = meta.result_path("pipeline", quick)
+    earlier = json.loads(out.read_text()) if out.is_file() and not quick else {}
     meta.write("pipeline", {"corpus": meta.relative(corpus) if not quick else "temporary",
                             "clips_per_word": QUICK_CLIPS if quick else CORPUS_CLIPS,
-                            "rows": rows}, started,
+                            "rows": keep_rows(rows, "setup", earlier, list(PIPELINES))}, started,
                threads={"torch": threads or "default (one per core)",
                         "dataloader_workers": "the recipe's"}, quick=quick)
     return 0
@@ -206,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     part.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--corpus", type=Path, help="--pipeline: the 35-word corpus folder")
     parser.add_argument("--threads", type=int, help="--pipeline: torch threads (default: torch's)")
+    parser.add_argument("--setup", nargs="+", choices=list(PIPELINES), default=list(PIPELINES),
+                        help="--pipeline: measure only these setups (the others' rows stay)")
     args = parser.parse_args(argv)
     if args.measure:
         from benchmarks.pipeline import measure
@@ -213,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(**json.loads(args.measure))))
         return 0
     if args.pipeline:
-        return pipeline(args.corpus, args.fsdd, args.threads, args.quick)
+        return pipeline(args.corpus, args.fsdd, args.threads, args.quick, args.setup)
     if args.ddp:
         return ddp(args.seeds[:1] if args.quick else args.seeds, args.fsdd, args.quick)
     names = ["fsdd/gru"] if args.quick else (args.only or list(RUNS))
@@ -224,12 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     out = meta.result_path("training", args.quick)
     # --only replaces its runs' rows and keeps the others' (with the meta of their own run).
     earlier = json.loads(out.read_text()) if out.is_file() and not args.quick else {}
-    kept = [row for row in earlier.get("rows", []) if row["run"] in RUNS and row["run"] not in names]
-    if kept:
-        for row in kept:
-            row.setdefault("meta", earlier["meta"])
-    rows = sorted(rows + kept, key=lambda row: list(RUNS).index(row["run"]))
-    meta.write("training", {"rows": rows}, started,
+    meta.write("training", {"rows": keep_rows(rows, "run", earlier, list(RUNS))}, started,
                threads={"torch": "default (one per core)", "dataloader_workers": "the recipe's"},
                quick=args.quick)
     return 0

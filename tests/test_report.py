@@ -257,6 +257,7 @@ def test_every_section_renders_from_its_results(tmp_path):
     assert "**0.71** (target 0.9: missed)" in rendered["pipeline"]
     assert ("- fsdd/gru: decode the file 0.39, read the cache 0.04, augment: Speed 0.80, collate "
             "0.20, model step 4.40") in rendered["pipeline"]
+    assert "Rows from an earlier run" not in rendered["pipeline"]
     assert "| 2 | 32 | 99.44 % ± 0.30 | 420 ± 4 | 240 s |" in rendered["ddp"]
     assert "Two processes train at 1.20x the clips/s of one" in rendered["ddp"]
 
@@ -417,6 +418,14 @@ def test_generalization_section_reads_targets_and_keeps_earlier_parts(tmp_path):
     rows = [line for line in body.splitlines() if line.startswith("| `fsdd/") and "±" in line]
     assert [row.split(" | ")[0] for row in rows] == ["| `fsdd/gru`", "| `fsdd/mixed`"]
     assert rows[1].split(" | ")[1] == "50.0 % ± 0.0"  # george's column
+
+
+def test_a_pipeline_row_from_an_earlier_run_names_its_run(tmp_path):
+    results = copy.deepcopy(RESULTS)
+    rows = results["benchmarks/results/pipeline.json"]["rows"]
+    rows[1]["meta"] = {**meta_block(), "date": "2029-05-06", "commit": "0ld0ld0"}
+    body = sections(report.update(documents(), write_results(tmp_path, results)))["pipeline"]
+    assert "* Rows from an earlier run: `fsdd/gru` 2029-05-06 at `0ld0ld0`." in body
 
 
 def test_quick_results_never_feed_the_readme(tmp_path):

@@ -50,3 +50,14 @@ def conditions(meta: dict) -> str:
     return (f"*Measured {meta['date'][:10]} at commit {commit} on {meta['cpu_model']} "
             f"({meta['cores']} cores; threads: {threads}); {busy}. "
             f"torch {meta['versions']['torch']}, onnxruntime {meta['versions']['onnxruntime']}.*")
+
+
+def earlier_rows(rows: list[dict], name: str) -> str:
+    """The sentence that names the ``rows`` kept from an earlier run of their benchmark (those
+    with their own meta; ``name`` is the key that names a row), or "" when there are none."""
+    earlier = [row for row in rows if "meta" in row]
+    if not earlier:
+        return ""
+    return " Rows from an earlier run: " + "; ".join(
+        f"`{row[name]}` {row['meta']['date'][:10]} at `{row['meta']['commit']}`"
+        for row in earlier) + "."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fmt import conditions, count, mb, pct
+from .fmt import conditions, count, earlier_rows, mb, pct
 
 TARGET_EFFICIENCY = 0.9  # issue 15: the real data path at >= 90 % of in-memory batches
 
@@ -35,7 +35,7 @@ def efficiency(result: dict) -> str:
         lines.append(f"- {row['setup']}: {stages}")
     lines += ["", "Reproduce with `python -m benchmarks.bench_training --pipeline --corpus DIR` "
               "(it prints the `speechrnn synth` line that renders DIR)."]
-    return "\n".join([*lines, "", conditions(result["meta"])])
+    return "\n".join([*lines, "", conditions(result["meta"]) + earlier_rows(result["rows"], "setup")])
 
 
 def ddp(result: dict) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..bench_training import RUNS
-from .fmt import conditions, count, pct
+from .fmt import conditions, count, earlier_rows, pct
 
 HELD_OUT, OFFICIAL = "fsdd/gru held-out george", "fsdd/gru"
 
@@ -43,12 +43,7 @@ def recipes(result: dict) -> str:
     if missing:
         lines[-1] += (" No row at this commit for " + ", ".join(f"`{name}`" for name in missing)
                       + " (`python -m benchmarks.bench_training --only NAME`).")
-    lines += ["", conditions(result["meta"])]
-    earlier = [row for row in rows if "meta" in row]
-    if earlier:
-        lines[-1] += " Rows from an earlier run: " + "; ".join(
-            f"`{row['run']}` {row['meta']['date'][:10]} at `{row['meta']['commit']}`"
-            for row in earlier) + "."
+    lines += ["", conditions(result["meta"]) + earlier_rows(rows, "run")]
     by = {row["run"]: row for row in rows}
     if HELD_OUT in by and OFFICIAL in by:
         lines += ["", f"With one speaker held out, `fsdd/gru` reaches {_accuracy(by[HELD_OUT])}, "
