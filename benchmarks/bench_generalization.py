@@ -32,8 +32,8 @@ other on 2 cores; the numbers do not depend on it). Parts (``--only`` runs some 
 - ``channel``: ``--recipe`` on the official FSDD split; its ONNX model on its test clips as
   recorded, band-limited to 300-3400 Hz and resampled through 8 kHz, each at its own level and
   at -35, -20 and 0 dBFS peak, without and with a synthetic room (``CONDITIONS``); accuracy and
-  the drop against the clean clips in points. FSDD is recorded at 8 kHz, so "through 8 kHz"
-  mostly measures the 16-bit rounding every condition ends with.
+  the drop against the clean clips in points, a row per recipe and overrides. FSDD is recorded at
+  8 kHz, so "through 8 kHz" mostly measures the 16-bit rounding every condition ends with.
 
 Writes benchmarks/results/generalization.json, each part with the command that reproduces it
 and each run with its `speechrnn train` line. At full budget on 2 cores, about: loso 90 min
@@ -218,7 +218,7 @@ def loso(args, train: Trainer) -> dict:
         speakers = speakers[:2]
     base = [f"recipe={args.recipe}", f"data.root={args.fsdd}", *args.override]
     rows = [{"speaker": speaker, **run} for speaker in speakers
-            for run in train.each(f"loso {args.recipe} {speaker}",
+            for run in train.each(run_name("loso", args, speaker),
                                   [*base, f"data.test_speakers=[{speaker}]"], args.seeds)]
     entry = {"recipe": args.recipe, "overrides": args.override,
              "command": bench_command("loso", args.seeds, recipe_arguments(args)),
@@ -384,7 +384,7 @@ def noise(args, train: Trainer) -> dict:
 def channel(args, train: Trainer) -> dict:
     grid = conditions()
     seeds = []
-    for run in train.each(f"channel {args.recipe}",
+    for run in train.each(run_name("channel", args),
                           [f"recipe={args.recipe}", f"data.root={args.fsdd}", *args.override],
                           args.seeds):
         recognizer = model(run)
@@ -404,15 +404,22 @@ def channel(args, train: Trainer) -> dict:
                      "accuracy": runs.spread(s["accuracy"][i] for s in seeds),
                      "drop_points": runs.spread(100 * (s["accuracy"][0] - s["accuracy"][i])
                                                 for s in seeds)})
-    return {"recipe": args.recipe, "overrides": args.override,
-            "command": bench_command("channel", args.seeds, recipe_arguments(args)),
-            "test_clips": seeds[0]["test_clips"], "band_hz": BAND_HZ,
-            "narrow_rate": NARROW_RATE, "room": ROOM, "seeds": seeds, "conditions": rows}
+    return {"recipes": {recipe_key(args): {
+        "recipe": args.recipe, "overrides": args.override,
+        "command": bench_command("channel", args.seeds, recipe_arguments(args)),
+        "test_clips": seeds[0]["test_clips"], "band_hz": BAND_HZ,
+        "narrow_rate": NARROW_RATE, "room": ROOM, "seeds": seeds, "conditions": rows}}}
 
 
 def recipe_key(args) -> str:
     """The name of --recipe's row, with its overrides, in the parts kept row by row."""
     return " ".join([args.recipe, *args.override])
+
+
+def run_name(part: str, args, *more: str) -> str:
+    """The runs' folder name (Trainer) of a part trained on --recipe with its overrides, so that
+    another override measured later never trains over the runs a kept row still names."""
+    return " ".join([part, recipe_key(args), *more])
 
 
 def recipe_arguments(args) -> list[str]:
@@ -422,7 +429,7 @@ def recipe_arguments(args) -> list[str]:
 RUNNERS = {"loso": loso, "synth2real": synth2real, "default": default, "ablation": ablation,
            "noise": noise, "channel": channel}  # and ensemble, which reads loso's rows
 # Parts kept row by row, and their rows' key.
-ROWS = {"loso": "recipes", "ensemble": "recipes", "ablation": "variants"}
+ROWS = {"loso": "recipes", "ensemble": "recipes", "channel": "recipes", "ablation": "variants"}
 
 
 # ---------------------------------------------------------------------------- main

@@ -145,3 +145,24 @@ def test_the_ensemble_part_scores_each_folds_seeds_as_one_model(fsdd_root, tmp_p
     assert row["worst"]["accuracy"] == min(f["accuracy"] for f in row["folds"])
     with pytest.raises(SystemExit, match="no loso row for 'fsdd/mixed'"):
         g.ensemble(argparse.Namespace(recipe="fsdd/mixed", override=[]), {})
+
+
+def test_runs_of_one_recipe_with_other_overrides_train_into_other_folders(fsdd_root):
+    """A kept loso row's ensemble reads its runs back from disk: measuring the recipe again with
+    another override must not train over them."""
+    class Recorder:
+        def __init__(self):
+            self.folders = set()
+
+        def each(self, name, overrides, seeds):
+            self.folders |= {g.runs.run_dir(name, seed, quick=False, group=g.GROUP) for seed in seeds}
+            return [{"seed": seed, "test_accuracy": 0.5} for seed in seeds]
+
+    folders = []
+    for override in ([], ["augment.reverb_prob=0.3"]):
+        recorder = Recorder()
+        args = argparse.Namespace(recipe="fsdd/gru", override=override, fsdd=fsdd_root,
+                                  seeds=[0], quick=False)
+        g.loso(args, recorder)
+        folders.append(recorder.folders)
+    assert len(folders[0]) == len(folders[1]) == 6 and not folders[0] & folders[1]

@@ -128,14 +128,15 @@ def generalization_result() -> dict:
                   "recipe": "fsdd/kws", "digit_recording_seconds": 3600.0, "seeds": kws,
                   "false_keywords_per_hour": spread([0.0, 18.0, 36.0]),
                   "digit_recall": spread([0.96] * 3), "digit_precision": spread([0.9] * 3)},
-        "channel": {"recipe": "fsdd/gru", "overrides": [], "test_clips": 300,
-                    "command": g.bench_command("channel", seeds, ["--recipe", "fsdd/gru"]),
-                    "band_hz": g.BAND_HZ, "narrow_rate": 8000, "room": g.ROOM,
-                    "seeds": [{"seed": seed} for seed in seeds],
-                    "conditions": [{**c, "name": g.condition_name(c),
-                                    "accuracy": spread([0.99 - 0.01 * i] * 3),
-                                    "drop_points": spread([1.0 * i] * 3)}
-                                   for i, c in enumerate(grid)]},
+        "channel": {"recipes": {"fsdd/gru": {
+            "recipe": "fsdd/gru", "overrides": [], "test_clips": 300,
+            "command": g.bench_command("channel", seeds, ["--recipe", "fsdd/gru"]),
+            "band_hz": g.BAND_HZ, "narrow_rate": 8000, "room": g.ROOM,
+            "seeds": [{"seed": seed} for seed in seeds],
+            "conditions": [{**c, "name": g.condition_name(c),
+                            "accuracy": spread([0.99 - 0.01 * i] * 3),
+                            "drop_points": spread([1.0 * i] * 3)}
+                           for i, c in enumerate(grid)]}}},
     }})
 
 
@@ -291,8 +292,8 @@ CHANGES = [
                                                 "mean"], 7.7, "7.7 ±", "generalization"),
     ("benchmarks/results/generalization.json", ["parts", "default", "fsdd_unknown_share", "mean"],
      0.975, "97.5 %", "generalization"),
-    ("benchmarks/results/generalization.json", ["parts", "channel", "conditions", 5, "drop_points",
-                                                "mean"], 4.4, "(-4.4)", "generalization"),
+    ("benchmarks/results/generalization.json", ["parts", "channel", "recipes", "fsdd/gru",
+                                                "conditions", 5, "drop_points", "mean"], 4.4, "(-4.4)", "generalization"),
     ("benchmarks/results/generalization.json", ["parts", "ablation", "variants", "no CMVN",
                                                 "fsdd_unknown_share", "mean"], 0.913, "91.3 %",
      "ablation"),
@@ -418,6 +419,21 @@ def test_generalization_section_reads_targets_and_keeps_earlier_parts(tmp_path):
     rows = [line for line in body.splitlines() if line.startswith("| `fsdd/") and "±" in line]
     assert [row.split(" | ")[0] for row in rows] == ["| `fsdd/gru`", "| `fsdd/mixed`"]
     assert rows[1].split(" | ")[1] == "50.0 % ± 0.0"  # george's column
+
+
+def test_each_channel_row_has_its_sentence_and_table(tmp_path):
+    results = copy.deepcopy(RESULTS)
+    recipes = results["benchmarks/results/generalization.json"]["parts"]["channel"]["recipes"]
+    lever = copy.deepcopy(recipes["fsdd/gru"])
+    lever["overrides"] = ["augment.reverb_prob=0.3"]
+    lever["conditions"][5]["drop_points"] = runs.spread([1.5] * 3)
+    recipes["fsdd/gru augment.reverb_prob=0.3"] = lever
+    body = sections(report.update(documents(), write_results(tmp_path, results)))["generalization"]
+    assert "**Channel** (`fsdd/gru`, official split" in body
+    assert "**Channel** (`fsdd/gru augment.reverb_prob=0.3`, official split" in body
+    assert body.count("| channel | as recorded |") == 2
+    assert "(-5.0)" in body and "(-1.5)" in body
+    assert "`python -m benchmarks.bench_generalization --only channel --seeds 0 1 2 --recipe fsdd/gru`" in body
 
 
 def test_a_pipeline_row_from_an_earlier_run_names_its_run(tmp_path):

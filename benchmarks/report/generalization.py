@@ -111,11 +111,19 @@ def _noise(part: dict, targets: dict) -> list[str]:
 
 
 def _channel(part: dict, targets: dict) -> list[str]:
+    """A sentence and a table per recipe: a row per channel, a column per level."""
+    lines = []
+    for name, recipe in part["recipes"].items():
+        lines += [*_channel_of(name, recipe, targets), ""]
+    return lines[:-1]
+
+
+def _channel_of(name: str, part: dict, targets: dict) -> list[str]:
     rows = part["conditions"]
     limit = targets["channel_drop_points"]
     worst = max(rows, key=lambda row: row["drop_points"]["mean"])
     low, high = part["band_hz"]
-    lines = [f"**Channel** (`{part['recipe']}`, official split, {part['test_clips']} test clips, "
+    lines = [f"**Channel** (`{name}`, official split, {part['test_clips']} test clips, "
              f"{_seeds(part['seeds'])}; {low:g}-{high:g} Hz band-pass, resampling through "
              f"{part['narrow_rate'] / 1000:g} kHz, peak level, a synthetic room with RT60 "
              f"{part['room']['rt60_min']:g}-{part['room']['rt60_max']:g} s; every clip rounded "
