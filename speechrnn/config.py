@@ -164,6 +164,9 @@ class DataConfig(Section):
     unknown: bool = True
     silence_fraction: float = ranged(0.1, ge=0, lt=1)
     unknown_fraction: float = ranged(0.1, ge=0, lt=1)
+    # _unknown_'s share of the training split alone (None: unknown_fraction), so a model can
+    # learn from more non-command words while validation and test keep their make-up.
+    train_unknown_fraction: Optional[float] = ranged(None, ge=0, lt=1)
     # Noise recordings that _silence_ clips are cut from, and the default for noise
     # augmentation (None: Speech Commands' own _background_noise_; FSDD has none).
     noise_dir: Optional[str] = None

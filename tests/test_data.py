@@ -88,6 +88,21 @@ def test_twelve_class_task(sc_root, noise_root):
     assert build_splits(cfg) == splits
 
 
+def test_a_training_unknown_share_of_its_own_leaves_validation_and_test_as_they_were(sc_root):
+    plain = build_splits(sc_config(sc_root))
+    more = build_splits(sc_config(sc_root, train_unknown_fraction=0.4))
+    assert more.val == plain.val and more.test == plain.test
+    counts = Counter(c.label for c in more.train)
+    assert abs(counts[UNKNOWN] - 0.4 * len(more.train)) <= 1
+    assert abs(counts[SILENCE] - 0.1 * len(more.train)) <= 1
+    commands = [c for c in more.train if c.label not in (UNKNOWN, SILENCE)]
+    assert commands == [c for c in plain.train if c.label not in (UNKNOWN, SILENCE)]
+    assert paths(c for c in plain.train if c.label == UNKNOWN) < paths(
+        c for c in more.train if c.label == UNKNOWN)
+    with pytest.raises(SpeechRNNError, match="data.silence_fraction \\+ data.train_unknown_fraction"):
+        build_splits(sc_config(sc_root, train_unknown_fraction=0.9))
+
+
 def test_silence_clips_are_cuts_of_the_noise_files(sc_root):
     splits = build_splits(sc_config(sc_root))
     cuts = set()

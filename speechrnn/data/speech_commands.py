@@ -12,7 +12,8 @@ optionally ``validation_list.txt`` / ``testing_list.txt`` in the root.
   ``_silence_`` when enabled; there is no ``_unknown_`` then, as no word is left over.
 - ``_unknown_`` and ``_silence_`` make ``data.unknown_fraction`` / ``data.silence_fraction`` of
   each finished split (TensorFlow's prepare_data_index counts its percentages against the
-  command-word clips instead: 10% there is 8.3% of the split). Unknown clips are the other
+  command-word clips instead: 10% there is 8.3% of the split); ``data.train_unknown_fraction``,
+  when set, is ``_unknown_``'s share of the training split instead. Unknown clips are the other
   words' clips in stable_hash order; silence clips are clip-long cuts of the noise files at
   hash-chosen offsets (from anywhere in a file: the noise augmentation uses all of them too).
   The noise files are ``_background_noise_``'s, or ``data.noise_dir``'s when that is set.
@@ -127,10 +128,13 @@ def read_splits(root: Path, cfg: DataConfig) -> Splits:
     labels = commands + [SILENCE] * bool(cfg.silence) + [UNKNOWN] * use_unknown
 
     silence_share = cfg.silence_fraction if cfg.silence else 0.0
-    unknown_share = cfg.unknown_fraction if use_unknown else 0.0
-    if not 0.0 <= silence_share + unknown_share < 1.0:
-        raise SpeechRNNError(f"data.silence_fraction + data.unknown_fraction = "
-                             f"{silence_share + unknown_share}; it must be below 1")
+    unknown_shares = {split: cfg.unknown_fraction if use_unknown else 0.0 for split in SPLITS}
+    if use_unknown and cfg.train_unknown_fraction is not None:
+        unknown_shares["train"] = cfg.train_unknown_fraction
+    for split, setting in (("test", "unknown_fraction"), ("train", "train_unknown_fraction")):
+        if not 0.0 <= silence_share + unknown_shares[split] < 1.0:
+            raise SpeechRNNError(f"data.silence_fraction + data.{setting} = "
+                                 f"{silence_share + unknown_shares[split]}; it must be below 1")
     noise_dir = noise_folder(cfg) or root / NOISE_DIR
     bank = NoiseBank(noise_dir, "data.noise_dir", "data.silence=false") if cfg.silence else None
 
@@ -142,11 +146,11 @@ def read_splits(root: Path, cfg: DataConfig) -> Splits:
         mine = sorted(rel for rel, s in split_of.items() if s == split)
         clips = [Clip(str(root / rel), rel.split("/")[0], speaker=speaker_of(rel))
                  for rel in mine if rel.split("/")[0] in command_set]
-        total = len(clips) / (1.0 - silence_share - unknown_share)
+        total = len(clips) / (1.0 - silence_share - unknown_shares[split])
         if use_unknown:
             others = sorted((rel for rel in mine if rel.split("/")[0] not in command_set),
                             key=lambda rel: (stable_hash(rel), rel))
-            wanted = round(total * unknown_share)
+            wanted = round(total * unknown_shares[split])
             if len(others) < wanted:
                 log.warning("%s split: %d _unknown_ clips wanted, only %d non-command clips",
                             split, wanted, len(others))
