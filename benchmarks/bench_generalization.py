@@ -169,8 +169,11 @@ class Trainer:
     def __init__(self, quick: bool, jobs: int = 1):
         self.quick, self.jobs, self.done = quick, jobs, {}
 
+    def folder(self, name: str, seed: int) -> Path:
+        return runs.run_dir(name, seed, self.quick, GROUP)
+
     def __call__(self, name: str, overrides: list[str], seed: int) -> dict:
-        folder = runs.run_dir(name, seed, self.quick, GROUP)
+        folder = self.folder(name, seed)
         if folder not in self.done:
             quick = ["trainer.epochs=1"] if self.quick else []
             run = runs.train([*overrides, *quick], seed, folder)

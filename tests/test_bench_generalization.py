@@ -150,12 +150,15 @@ def test_the_ensemble_part_scores_each_folds_seeds_as_one_model(fsdd_root, tmp_p
 def test_runs_of_one_recipe_with_other_overrides_train_into_other_folders(fsdd_root):
     """A kept loso row's ensemble reads its runs back from disk: measuring the recipe again with
     another override must not train over them."""
-    class Recorder:
+    class Recorder(g.Trainer):
+        """The folders the part would train into, without training."""
+
         def __init__(self):
+            super().__init__(quick=False)
             self.folders = set()
 
         def each(self, name, overrides, seeds):
-            self.folders |= {g.runs.run_dir(name, seed, quick=False, group=g.GROUP) for seed in seeds}
+            self.folders |= {self.folder(name, seed) for seed in seeds}
             return [{"seed": seed, "test_accuracy": 0.5} for seed in seeds]
 
     folders = []

@@ -99,7 +99,8 @@ def test_a_training_unknown_share_of_its_own_leaves_validation_and_test_as_they_
     assert commands == [c for c in plain.train if c.label not in (UNKNOWN, SILENCE)]
     assert paths(c for c in plain.train if c.label == UNKNOWN) < paths(
         c for c in more.train if c.label == UNKNOWN)
-    with pytest.raises(SpeechRNNError, match="data.silence_fraction \\+ data.train_unknown_fraction"):
+    with pytest.raises(SpeechRNNError,
+                       match="data.silence_fraction \\+ data.train_unknown_fraction"):
         build_splits(sc_config(sc_root, train_unknown_fraction=0.9))
 
 

@@ -293,7 +293,8 @@ CHANGES = [
     ("benchmarks/results/generalization.json", ["parts", "default", "fsdd_unknown_share", "mean"],
      0.975, "97.5 %", "generalization"),
     ("benchmarks/results/generalization.json", ["parts", "channel", "recipes", "fsdd/gru",
-                                                "conditions", 5, "drop_points", "mean"], 4.4, "(-4.4)", "generalization"),
+                                                "conditions", 5, "drop_points", "mean"], 4.4,
+     "(-4.4)", "generalization"),
     ("benchmarks/results/generalization.json", ["parts", "ablation", "variants", "no CMVN",
                                                 "fsdd_unknown_share", "mean"], 0.913, "91.3 %",
      "ablation"),
@@ -433,7 +434,8 @@ def test_each_channel_row_has_its_sentence_and_table(tmp_path):
     assert "**Channel** (`fsdd/gru augment.reverb_prob=0.3`, official split" in body
     assert body.count("| channel | as recorded |") == 2
     assert "(-5.0)" in body and "(-1.5)" in body
-    assert "`python -m benchmarks.bench_generalization --only channel --seeds 0 1 2 --recipe fsdd/gru`" in body
+    assert ("`python -m benchmarks.bench_generalization --only channel --seeds 0 1 2 --recipe "
+            "fsdd/gru`") in body
 
 
 def test_a_pipeline_row_from_an_earlier_run_names_its_run(tmp_path):

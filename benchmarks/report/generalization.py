@@ -114,8 +114,8 @@ def _channel(part: dict, targets: dict) -> list[str]:
     """A sentence and a table per recipe: a row per channel, a column per level."""
     lines = []
     for name, recipe in part["recipes"].items():
-        lines += [*_channel_of(name, recipe, targets), ""]
-    return lines[:-1]
+        lines += [""] * bool(lines) + _channel_of(name, recipe, targets)
+    return lines
 
 
 def _channel_of(name: str, part: dict, targets: dict) -> list[str]:
