@@ -325,6 +325,10 @@ class StreamConfig(Section):
     seconds: float = ranged(6.0, gt=0, le=60)
     words: int = ranged(5, ge=1, le=64)
     delay_seconds: float = ranged(0.3, ge=0, le=2)
+    # Where a keyword's window opens: this many seconds before its speech ends, and the word's
+    # frames before that must say nothing (_silence_ or _unknown_), so the model names a word
+    # once it has heard it instead of guessing from its first sounds. None: at the speech's start.
+    window_seconds: Optional[float] = ranged(None, ge=0, le=2)
     # The bed of noise under a whole sequence (noise files of augment.noise_dir or the data's
     # noise folder), drawn with probability augment.noise_prob at an RMS level in this range.
     noise_dbfs_min: float = ranged(-60.0, le=0)

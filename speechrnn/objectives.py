@@ -5,7 +5,9 @@ Max-pooling loss (Sun et al., "Max-pooling loss training of LSTM networks for sm
 keyword spotting", 2016): a keyword occurrence needs no frame alignment, only a window; its loss
 is the cross-entropy at the one frame of the window where the keyword's posterior is highest.
 Every frame outside keyword windows gets a frame-wise cross-entropy towards its own target
-(``_silence_``, ``_unknown_``). The other frames of a window may say their keyword or nothing
+(``_silence_``, ``_unknown_``), or, on a keyword's frames before its window
+(``stream.window_seconds``), towards no keyword: -log of the summed posterior of the classes
+that are none. The other frames of a window may say their keyword or nothing
 (``_silence_``, ``_unknown_``), but no other keyword: -log of those classes' summed posterior.
 Without that term they are free, and the model learnt to name a random digit there with
 confidence (on validation sequences: the right digit at its best frame, others around it). The
@@ -19,21 +21,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .data.stream import IGNORE
+from .data.stream import IGNORE, NOTHING
 from .labels import NOT_KEYWORDS
 from .evaluate import accuracy, confusion, evaluate_split, per_class_scores
 
 
 def max_pooling_loss(logits: Tensor, frames: Tensor, windows: Tensor, nothing: list[int]
                      ) -> tuple[Tensor, Tensor, Tensor]:
-    """``logits`` [B, T, C], ``frames`` [B, T] (targets or IGNORE), ``windows`` [B, K, 3]
+    """``logits`` [B, T, C], ``frames`` [B, T] (targets, NOTHING or IGNORE), ``windows`` [B, K, 3]
     (first frame, last frame, label; label -1 pads), ``nothing`` the classes that are no
     keyword -> (loss, each window's label [N], the class predicted at each window's chosen
     frame [N])."""
     log_probs = F.log_softmax(logits.float(), dim=-1)
     frames = frames[:, : log_probs.shape[1]]
-    background = F.cross_entropy(log_probs.transpose(1, 2), frames, ignore_index=IGNORE,
-                                 reduction="sum")
+    unnamed = frames == NOTHING
+    background = F.cross_entropy(log_probs.transpose(1, 2), frames.masked_fill(unnamed, IGNORE),
+                                 ignore_index=IGNORE, reduction="sum")
+    if unnamed.any():
+        background = background - log_probs[..., nothing].logsumexp(-1)[unnamed].sum()
     counted = (frames != IGNORE).sum()
     batch, slot = torch.nonzero(windows[..., 2] >= 0, as_tuple=True)
     first, last, label = windows[batch, slot].unbind(-1)

@@ -17,7 +17,7 @@ from benchmarks.detection_eval import assemble
 from speechrnn import audio, card, cli
 from speechrnn.config import compose_config, plain
 from speechrnn.data import SILENCE, UNKNOWN, build_splits, build_stream_datasets
-from speechrnn.data.stream import IGNORE
+from speechrnn.data.stream import IGNORE, NOTHING
 from speechrnn.detect import (CLIP_SMOOTH, STREAM_SMOOTH, EventTracker, Posteriors, Settings,
                               detect)
 from speechrnn.errors import UsageError
@@ -81,6 +81,36 @@ def test_sequences_put_the_words_where_their_windows_say(sequences):
     assert not torch.equal(first[0], again[3][0])
 
 
+def test_window_seconds_opens_each_window_that_long_before_its_word_ends(fsdd_root, noise_root):
+    cfg = OmegaConf.to_object(stream_config(fsdd_root, noise_root, "stream.window_seconds=0.1"))
+    splits = build_splits(cfg.data)
+    val = build_stream_datasets(cfg.data, cfg.augment, cfg.stream, splits,
+                                cfg.features.hop_length, seed=0)["val"]
+    whole = OmegaConf.to_object(stream_config(fsdd_root, noise_root))
+    as_before = build_stream_datasets(whole.data, whole.augment, whole.stream, splits,
+                                      whole.features.hop_length, seed=0)["val"]
+    hop, rate = cfg.features.hop_length, cfg.data.sample_rate
+    # A window now spans 0.1 s of its word and the delay after it (less where the next clip
+    # cut it short), instead of the whole word.
+    longest = (cfg.stream.delay_seconds + 0.1) * rate / hop
+    spans, narrowed = [], 0
+    for i in range(8):
+        wave, frames, windows = val[i]
+        same_wave, _, word_windows = as_before[i]
+        assert torch.equal(wave, same_wave)  # the same sequence, only its targets differ
+        for (opens, last, label), (first, same_last, same_label) in zip(windows.tolist(),
+                                                                       word_windows.tolist()):
+            assert (last, label) == (same_last, same_label)
+            if label < 0:
+                continue
+            assert first <= opens <= last and last - opens <= longest + 1
+            # The word's frames before its window: no keyword; the window: the max-pooling loss.
+            assert (frames[first:opens] == NOTHING).all() and (frames[opens : last + 1] == IGNORE).all()
+            spans.append(last - opens)
+            narrowed += opens > first
+    assert narrowed >= 3 and max(spans) == pytest.approx(longest, abs=1)
+
+
 def test_max_pooling_loss_scores_the_best_frame_of_each_window():
     silence = 2
     frames = torch.tensor([[silence, IGNORE, IGNORE, IGNORE, silence, silence]])
@@ -97,7 +127,18 @@ def test_max_pooling_loss_scores_the_best_frame_of_each_window():
     allowed = -torch.log(log_probs[1:4, [0, silence]].exp().sum(-1)).mean()
     assert loss.item() == pytest.approx(float(background + best + allowed), abs=1e-6)
     assert label.tolist() == [0] and predicted.tolist() == [0]
+    # Frames marked NOTHING (a keyword before its window) count as background, towards any
+    # class that is no keyword.
+    other = 1
+    unnamed = frames.clone()
+    unnamed[0, 5] = NOTHING
+    loss_unnamed = max_pooling_loss(logits, unnamed, windows, nothing=[silence, other])[0]
+    allowed_both = -torch.log(log_probs[1:4, [0, silence, other]].exp().sum(-1)).mean()
+    nothing = -torch.log(log_probs[5, [silence, other]].exp().sum())
+    background = (-log_probs[[0, 4], silence].sum() + nothing) / 3
+    assert loss_unnamed.item() == pytest.approx(float(background + best + allowed_both), abs=1e-6)
     # No window: the background frames alone.
+    background = -log_probs[[0, 4, 5], silence].mean()
     loss, label, _ = max_pooling_loss(logits, frames, torch.full((1, 2, 3), -1), nothing=[silence])
     assert loss.item() == pytest.approx(float(background), abs=1e-6) and len(label) == 0
 

@@ -7,10 +7,12 @@ a bed of noise under the whole sequence. Its targets are per frame of the model 
 is centred on sample ``t * hop_length``):
 
 - ``frames`` [T]: the class every frame must give (``_silence_`` outside words, ``_unknown_``
-  on an unknown word and until ``stream.delay_seconds`` after it), or ``IGNORE`` on a keyword;
+  on an unknown word and until ``stream.delay_seconds`` after it), ``NOTHING`` (no keyword) on
+  a keyword before its window, or ``IGNORE`` in a keyword's window;
 - ``windows`` [words, 3]: ``(first frame, last frame, label)`` of each keyword occurrence, from
-  its speech's start to ``delay_seconds`` after its end (cut short where the next clip
-  begins), which the max-pooling loss (speechrnn/objectives.py) scores; rows of ``-1`` pad.
+  its speech's start (or ``stream.window_seconds`` before its end) to ``delay_seconds`` after
+  its end (cut short where the next clip begins), which the max-pooling loss
+  (speechrnn/objectives.py) scores; rows of ``-1`` pad.
 
 Randomness comes from (seed, epoch, index), as in ``ClipDataset``: the same sequences whatever
 the number of DataLoader workers.
@@ -30,6 +32,7 @@ from .augment import NoiseBank, speech_span
 from .base import ClipDataset
 
 IGNORE = -100  # torch's cross_entropy ignore_index
+NOTHING = -101  # a frame that may give any class that is no keyword
 MARGIN_SECONDS = 0.1  # kept around a clip's speech when it is cut
 
 
@@ -93,8 +96,13 @@ class StreamDataset(Dataset):
                 if label == self.unknown:
                     frames[first : last + 1] = label
                 else:
-                    frames[first : last + 1] = IGNORE
-                    windows[k] = (first, last, label)
+                    opens = first
+                    if self.stream.window_seconds is not None:
+                        before_end = position + speech_end - round(self.stream.window_seconds * self.rate)
+                        opens = max(first, -(-before_end // self.hop))
+                    frames[first:opens] = NOTHING
+                    frames[opens : last + 1] = IGNORE
+                    windows[k] = (opens, last, label)
             position += len(piece)
         if self.noise is not None and rng.random() < self.noise_prob:
             bed = self.noise.segment(self.samples, self.rate, rng)
