@@ -1,7 +1,8 @@
 """Streaming that runs forever: an fsdd/kws_stream model's never-reset stream against fsdd/kws
 on 1 s windows, on the hour of FSDD test digits and on the held-out real noise.
 
-    .venv/bin/python -m benchmarks.bench_stream [--seeds 0 1 2] [--no-timing] [--quick]
+    .venv/bin/python -m benchmarks.bench_stream [--seeds 0 1 2] [--override KEY=VALUE ...]
+        [--no-timing] [--validation] [--quick]
 
 - Both recipes train on FSDD with the first half of each Speech Commands noise file
   (``split_noise``), into benchmarks/results/runs/stream/ (reused when finished there).
@@ -18,10 +19,14 @@ on 1 s windows, on the hour of FSDD test digits and on the held-out real noise.
 - Unless ``--no-timing``: detect's speed over the hour on one thread (onnxruntime
   intra-op threads 1, in this process), as x real time. Wall time: run it on a quiet machine.
 
+``--override``s change the stream recipe (its runs train into folders named by them, the rows
+record them): how a lever of fsdd/kws_stream is tried before it goes into the recipe.
+
 Every choice (recipes, threshold, the stream's smoothing) was made before the test recording
 was scored; nothing here is tuned on it. ``--validation`` scores the runs on a recording of the
-FSDD validation split with the training noise instead, where detect's STREAM_SMOOTH was chosen
-(benchmarks/results/stream_validation.json). Writes benchmarks/results/stream.json.
+FSDD validation split with the training noise instead, where detect's STREAM_SMOOTH and the
+recipe's levers were chosen (benchmarks/results/stream_validation.json, which keeps the rows of
+other overrides, each with the commit it was measured at). Writes benchmarks/results/stream.json.
 """
 
 from __future__ import annotations
@@ -139,6 +144,17 @@ def validation(trained: dict, fsdd: Path, noise: Path, folder: Path) -> list[dic
     return rows
 
 
+def kept_rows(measured: list[dict], quick: bool) -> list[dict]:
+    """The rows of stream_validation.json that this run did not measure again: those of the
+    stream with other overrides."""
+    path = meta.result_path("stream_validation", quick)
+    if not path.is_file():
+        return []
+    again = {(row["kind"], tuple(row["overrides"])) for row in measured}
+    return [row for row in json.loads(path.read_text())["rows"]
+            if (row["kind"], tuple(row.get("overrides", []))) not in again]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fsdd-root", type=Path, default=SHARED_DATA / "fsdd" / "recordings")
@@ -149,15 +165,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validation", action="store_true",
                         help="score on a recording of the validation split instead (the choice "
                         "of STREAM_SMOOTH); writes stream_validation.json")
+    parser.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override of the stream recipe (repeatable)")
     parser.add_argument("--quick", action="store_true", help="a smoke run (numbers not meaningful)")
     args = parser.parse_args(argv)
     train_noise, held_out = split_noise(args.noise_root, meta.RESULTS / "noise_halves")
     trained = {}
     for kind, recipe in RECIPES.items():
         for seed in args.seeds:
-            folder = runs.run_dir(recipe, seed, args.quick, group="stream")
+            levers = args.override if kind == "stream" else []
+            folder = runs.run_dir(" ".join([recipe, *levers]), seed, args.quick, group="stream")
             overrides = [f"recipe={recipe}", f"data.root={args.fsdd_root}",
-                         f"data.noise_dir={train_noise}",
+                         f"data.noise_dir={train_noise}", *levers,
                          *(["trainer.epochs=2"] if args.quick else [])]
             if (folder / "summary.json").is_file():
                 trained[kind, seed] = {"summary": json.loads((folder / "summary.json").read_text()),
@@ -171,10 +190,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.validation:
         with tempfile.TemporaryDirectory() as tmp:
             rows = validation(trained, args.fsdd_root, train_noise, Path(tmp))
+        commit = meta.collect(started, {})["commit"]
+        rows = [{**row, "overrides": args.override if row["kind"] == "stream" else [],
+                 "commit": commit} for row in rows]
         streams = [row for row in rows if row["kind"] == "stream"]
         best = max(streams, key=lambda r: 2 * r["hits"] / (r["events"] + r["reference"]))
         meta.write("stream_validation", {"smoothing": SMOOTHING, "chosen_smooth": best["smooth"],
-                                         "rows": rows}, started,
+                                         "rows": kept_rows(rows, args.quick) + rows}, started,
                    quick=args.quick, threads={"onnxruntime": 1})
         return 0
     rows = []
@@ -185,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             export = ExportConfig(streaming=kind == "stream")
             model = export_run(run["run_dir"], export, Path(tmp) / f"{kind}{seed}.onnx")
             rows.append({"kind": kind, "recipe": RECIPES[kind], "seed": seed,
+                         "overrides": args.override if kind == "stream" else [],
                          "command": run["command"], "test_accuracy": run["summary"]["test_accuracy"],
                          **measure(f"{kind} seed {seed}", model, hour, held_out, args.timing)})
     result = {
@@ -192,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         "tolerance_s": TOLERANCE_S, "default_threshold": Settings.threshold,
         "live_block_s": LIVE_BLOCK, "targets": TARGETS, "timing": args.timing,
         "command": "python -m benchmarks.bench_stream --seeds " + " ".join(map(str, args.seeds))
+                   + "".join(f" --override {o}" for o in args.override)
                    + ("" if args.timing else " --no-timing"),
         "runs": rows,
     }
