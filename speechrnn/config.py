@@ -329,6 +329,10 @@ class StreamConfig(Section):
     # frames before that must say nothing (_silence_ or _unknown_), so the model names a word
     # once it has heard it instead of guessing from its first sounds. None: at the speech's start.
     window_seconds: Optional[float] = ranged(None, ge=0, le=2)
+    # How long a keyword must hold: the loss takes the window's best run of this many seconds of
+    # frames (their mean log-posterior; smoothed max pooling) instead of its best frame, so the
+    # peak outlasts detect's moving average. 0: one frame.
+    peak_seconds: float = ranged(0.0, ge=0, le=1)
     # The bed of noise under a whole sequence (noise files of augment.noise_dir or the data's
     # noise folder), drawn with probability augment.noise_prob at an RMS level in this range.
     noise_dbfs_min: float = ranged(-60.0, le=0)

@@ -3,7 +3,10 @@ pooled output) or streams (speechrnn/data/stream.py: per-frame targets, the max-
 
 Max-pooling loss (Sun et al., "Max-pooling loss training of LSTM networks for small-footprint
 keyword spotting", 2016): a keyword occurrence needs no frame alignment, only a window; its loss
-is the cross-entropy at the one frame of the window where the keyword's posterior is highest.
+is the cross-entropy at the one frame of the window where the keyword's posterior is highest
+(or, with ``stream.peak_seconds``, the mean over the run of that many frames where it is highest:
+smoothed max pooling, after Park et al., "Learning to detect keyword parts and whole by smoothed
+max pooling", 2020).
 Every frame outside keyword windows gets a frame-wise cross-entropy towards its own target
 (``_silence_``, ``_unknown_``), or, on a keyword's frames before its window
 (``stream.window_seconds``), towards no keyword: -log of the summed posterior of the classes
@@ -21,17 +24,28 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import StreamConfig
 from .data.stream import IGNORE, NOTHING
 from .labels import NOT_KEYWORDS
 from .evaluate import accuracy, confusion, evaluate_split, per_class_scores
 
 
-def max_pooling_loss(logits: Tensor, frames: Tensor, windows: Tensor, nothing: list[int]
-                     ) -> tuple[Tensor, Tensor, Tensor]:
+def run_means(values: Tensor, inside: Tensor, frames: int) -> Tensor:
+    """``values`` [N, T] averaged over the ``frames`` from each step on, counting only the steps
+    ``inside`` [N, T] (a run is cut short where its window ends)."""
+    steps = torch.arange(values.shape[1], device=values.device)
+    ends = (steps + frames).clamp(max=values.shape[1])
+    sums = F.pad(values.masked_fill(~inside, 0.0), (1, 0)).cumsum(1)
+    counts = F.pad(inside.to(values.dtype), (1, 0)).cumsum(1)
+    return (sums[:, ends] - sums[:, steps]) / (counts[:, ends] - counts[:, steps]).clamp(min=1)
+
+
+def max_pooling_loss(logits: Tensor, frames: Tensor, windows: Tensor, nothing: list[int],
+                     peak: int = 1) -> tuple[Tensor, Tensor, Tensor]:
     """``logits`` [B, T, C], ``frames`` [B, T] (targets, NOTHING or IGNORE), ``windows`` [B, K, 3]
     (first frame, last frame, label; label -1 pads), ``nothing`` the classes that are no
-    keyword -> (loss, each window's label [N], the class predicted at each window's chosen
-    frame [N])."""
+    keyword, ``peak`` the frames a keyword's run lasts -> (loss, each window's label [N], the
+    class predicted at the start of each window's chosen run [N])."""
     log_probs = F.log_softmax(logits.float(), dim=-1)
     frames = frames[:, : log_probs.shape[1]]
     unnamed = frames == NOTHING
@@ -45,8 +59,9 @@ def max_pooling_loss(logits: Tensor, frames: Tensor, windows: Tensor, nothing: l
     steps = torch.arange(log_probs.shape[1], device=logits.device)
     inside = (steps >= first[:, None]) & (steps <= last[:, None])  # [N, T]
     target = log_probs[batch, :, label]  # [N, T]: each window's keyword at every frame
-    best = target.masked_fill(~inside, -torch.inf).argmax(dim=1)
-    keyword = -target.gather(1, best[:, None]).squeeze(1)
+    held = target if peak == 1 else run_means(target, inside, peak)
+    best = held.masked_fill(~inside, -torch.inf).argmax(dim=1)
+    keyword = -held.gather(1, best[:, None]).squeeze(1)
     loss = background / counted.clamp(min=1)
     if len(label):
         # Each window frame: its keyword or nothing, as one class.
@@ -73,13 +88,14 @@ class StreamObjective:
     """Long sequences, the max-pooling loss on per-frame outputs; the accuracy counts keyword
     occurrences whose chosen frame names them."""
 
-    def __init__(self, labels: list[str]):
+    def __init__(self, labels: list[str], stream: StreamConfig, frames_per_second: float):
         self.nothing = [labels.index(label) for label in NOT_KEYWORDS if label in labels]
+        self.peak = max(1, round(stream.peak_seconds * frames_per_second))
 
     def step(self, net, batch, device) -> tuple[Tensor, int, int]:
         waves, frames, windows = (t.to(device, non_blocking=True) for t in batch)
         loss, label, predicted = max_pooling_loss(net(waves, per_frame=True), frames, windows,
-                                                  self.nothing)
+                                                  self.nothing, self.peak)
         return loss, int((predicted == label).sum()), len(label)
 
     @torch.no_grad()
@@ -89,7 +105,7 @@ class StreamObjective:
         for batch in loader:
             loss, label, predicted = max_pooling_loss(
                 model(batch[0].to(device), per_frame=True), batch[1].to(device), batch[2].to(device),
-                self.nothing)
+                self.nothing, self.peak)
             total, batches = total + float(loss), batches + 1
             truth.append(label.cpu())
             guesses.append(predicted.cpu())

@@ -229,7 +229,8 @@ class Trainer:
         if cfg.stream.enabled:
             self.datasets = build_stream_datasets(cfg.data, cfg.augment, cfg.stream, self.splits,
                                                   cfg.features.hop_length, cfg.trainer.seed)
-            self.objective = StreamObjective(self.splits.labels)
+            self.objective = StreamObjective(self.splits.labels, cfg.stream,
+                                             cfg.data.sample_rate / cfg.features.hop_length)
         else:
             self.datasets = build_datasets(cfg.data, cfg.augment, self.splits, cfg.trainer.seed)
             self.objective = ClipObjective()

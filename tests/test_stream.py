@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from benchmarks.detection_eval import assemble
 from speechrnn import audio, card, cli
-from speechrnn.config import compose_config, plain
+from speechrnn.config import StreamConfig, compose_config, plain
 from speechrnn.data import SILENCE, UNKNOWN, build_splits, build_stream_datasets
 from speechrnn.data.stream import IGNORE, NOTHING
 from speechrnn.detect import (CLIP_SMOOTH, STREAM_SMOOTH, EventTracker, Posteriors, Settings,
@@ -23,7 +23,7 @@ from speechrnn.detect import (CLIP_SMOOTH, STREAM_SMOOTH, EventTracker, Posterio
 from speechrnn.errors import UsageError
 from speechrnn.export import export_model
 from speechrnn.runtime import StreamingRecognizer, open_model
-from speechrnn.objectives import max_pooling_loss
+from speechrnn.objectives import StreamObjective, max_pooling_loss, run_means
 from speechrnn.training import fit
 from helpers import tiny_model
 
@@ -111,6 +111,20 @@ def test_window_seconds_opens_each_window_that_long_before_its_word_ends(fsdd_ro
     assert narrowed >= 3 and max(spans) == pytest.approx(longest, abs=1)
 
 
+def test_run_means_average_the_frames_of_each_run_inside_its_window():
+    values = torch.tensor([[9.0, 1.0, 2.0, 4.0, 8.0, 9.0]])
+    inside = torch.tensor([[False, True, True, True, True, False]])
+    means = run_means(values, inside, 2)[0, 1:5].tolist()
+    assert means == [1.5, 3.0, 6.0, 8.0]  # the last run is cut short where the window ends
+
+
+def test_peak_seconds_is_the_run_of_frames_the_loss_averages():
+    labels = ["3", "7", SILENCE]
+    assert StreamObjective(labels, StreamConfig(), 100.0).peak == 1
+    assert StreamObjective(labels, StreamConfig(peak_seconds=0.05), 100.0).peak == 5
+    assert StreamObjective(labels, StreamConfig(peak_seconds=0.05), 8000 / 128).peak == 3
+
+
 def test_max_pooling_loss_scores_the_best_frame_of_each_window():
     silence = 2
     frames = torch.tensor([[silence, IGNORE, IGNORE, IGNORE, silence, silence]])
@@ -135,10 +149,15 @@ def test_max_pooling_loss_scores_the_best_frame_of_each_window():
     loss_unnamed = max_pooling_loss(logits, unnamed, windows, nothing=[silence, other])[0]
     allowed_both = -torch.log(log_probs[1:4, [0, silence, other]].exp().sum(-1)).mean()
     nothing = -torch.log(log_probs[5, [silence, other]].exp().sum())
-    background = (-log_probs[[0, 4], silence].sum() + nothing) / 3
-    assert loss_unnamed.item() == pytest.approx(float(background + best + allowed_both), abs=1e-6)
+    with_unnamed = (-log_probs[[0, 4], silence].sum() + nothing) / 3
+    assert loss_unnamed.item() == pytest.approx(float(with_unnamed + best + allowed_both), abs=1e-6)
+    # peak=2: the best run of two frames inside the window (frames 1-2, 2-3, or 3 alone).
+    runs = [log_probs[1:3, 0].mean(), log_probs[2:4, 0].mean(), log_probs[3, 0]]
+    held = -max(runs)
+    loss_held, _, _ = max_pooling_loss(logits, frames, windows, nothing=[silence], peak=2)
+    assert held > best  # the best single frame is higher than any two frames' mean
+    assert loss_held.item() == pytest.approx(float(background + held + allowed), abs=1e-6)
     # No window: the background frames alone.
-    background = -log_probs[[0, 4, 5], silence].mean()
     loss, label, _ = max_pooling_loss(logits, frames, torch.full((1, 2, 3), -1), nothing=[silence])
     assert loss.item() == pytest.approx(float(background), abs=1e-6) and len(label) == 0
 
