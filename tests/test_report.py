@@ -308,6 +308,8 @@ CHANGES = [
      "stream"),
     ("benchmarks/results/stream.json", ["runs", 1, "scores", 1, "recall"], 0.912, "0.935 / 0.912",
      "stream"),
+    ("benchmarks/results/stream.json", ["runs", 0, "overrides"], ["stream.peak_seconds=0.05"],
+     "one state stream.peak_seconds=0.05`", "stream"),
 ]
 
 

@@ -35,7 +35,8 @@ def render(result: dict) -> str:
         f"its event coming out of `speechrnn detect`, fed {result['live_block_s'] * 1000:.0f} ms "
         "at a time like a live source (audio time, the machine's load does not change it); "
         "false keywords per hour of the held-out noise halves at the default threshold:", "",
-        "| | " + " | ".join(f"`{NAMES.get(kind, kind)}`" for kind in kinds) + " |",
+        "| | " + " | ".join(f"`{' '.join([NAMES.get(kind, kind), *runs[0].get('overrides', [])])}`"
+                            for kind, runs in kinds.items()) + " |",
         "|---|" + "---|" * len(kinds),
     ]
     for threshold in thresholds:
