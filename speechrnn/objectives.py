@@ -14,8 +14,9 @@ that are none. The other frames of a window may say their keyword or nothing
 (``_silence_``, ``_unknown_``), but no other keyword: -log of those classes' summed posterior.
 Without that term they are free, and the model learnt to name a random digit there with
 confidence (on validation sequences: the right digit at its best frame, others around it). The
-three means are added, so the few keyword windows weigh as much as the many background frames. The logits are the model's per-frame outputs
-(``KeywordClassifier(wave, per_frame=True)``), the ones the streaming export gives frame by frame.
+three means are added, so the few keyword windows weigh as much as the many background frames.
+The logits are the model's per-frame outputs (``KeywordClassifier(wave, per_frame=True)``), the
+ones the streaming export gives frame by frame.
 """
 
 from __future__ import annotations

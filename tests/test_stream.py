@@ -106,7 +106,8 @@ def test_window_seconds_opens_each_window_that_long_before_its_word_ends(fsdd_ro
                 continue
             assert first <= opens <= last and last - opens <= longest + 1
             # The word's frames before its window: no keyword; the window: the max-pooling loss.
-            assert (frames[first:opens] == NOTHING).all() and (frames[opens : last + 1] == IGNORE).all()
+            assert (frames[first:opens] == NOTHING).all()
+            assert (frames[opens : last + 1] == IGNORE).all()
             spans.append(last - opens)
             narrowed += opens > first
     assert narrowed >= 3 and max(spans) == pytest.approx(longest, abs=1)

@@ -98,8 +98,8 @@ class StreamDataset(Dataset):
                 else:
                     opens = first
                     if self.stream.window_seconds is not None:
-                        before_end = position + speech_end - round(self.stream.window_seconds * self.rate)
-                        opens = max(first, -(-before_end // self.hop))
+                        lead = round(self.stream.window_seconds * self.rate)
+                        opens = max(first, -(-(position + speech_end - lead) // self.hop))
                     frames[first:opens] = NOTHING
                     frames[opens : last + 1] = IGNORE
                     windows[k] = (opens, last, label)
