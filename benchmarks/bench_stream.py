@@ -137,8 +137,8 @@ def validation(trained: dict, fsdd: Path, noise: Path, folder: Path) -> list[dic
         for smooth in SMOOTHING if kind == "stream" else (None,):
             timed = live_events(model, path, Settings(smooth=smooth))
             lags = latencies(timed, reference)
-            rows.append({"kind": kind, "seed": seed, "smooth": smooth,
-                         **score([e for e, _ in timed], reference, TOLERANCE_S),
+            rows.append({"kind": kind, "seed": seed, "overrides": run["overrides"],
+                         "smooth": smooth, **score([e for e, _ in timed], reference, TOLERANCE_S),
                          "median_latency_s": statistics.median(lags) if lags else None})
             print(rows[-1], flush=True)
     return rows
@@ -184,15 +184,14 @@ def main(argv: list[str] | None = None) -> int:
                                            [*overrides, f"trainer.seed={seed}"])}
             else:
                 trained[kind, seed] = runs.train(overrides, seed, folder)
-            trained[kind, seed]["run_dir"] = folder
+            trained[kind, seed].update(run_dir=folder, overrides=levers)
 
     started = meta.start()  # training is not part of the measurement
     if args.validation:
         with tempfile.TemporaryDirectory() as tmp:
             rows = validation(trained, args.fsdd_root, train_noise, Path(tmp))
         commit = meta.collect(started, {})["commit"]
-        rows = [{**row, "overrides": args.override if row["kind"] == "stream" else [],
-                 "commit": commit} for row in rows]
+        rows = [{**row, "commit": commit} for row in rows]
         streams = [row for row in rows if row["kind"] == "stream"]
         best = max(streams, key=lambda r: 2 * r["hits"] / (r["events"] + r["reference"]))
         meta.write("stream_validation", {"smoothing": SMOOTHING, "chosen_smooth": best["smooth"],
@@ -207,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             export = ExportConfig(streaming=kind == "stream")
             model = export_run(run["run_dir"], export, Path(tmp) / f"{kind}{seed}.onnx")
             rows.append({"kind": kind, "recipe": RECIPES[kind], "seed": seed,
-                         "overrides": args.override if kind == "stream" else [],
+                         "overrides": run["overrides"],
                          "command": run["command"], "test_accuracy": run["summary"]["test_accuracy"],
                          **measure(f"{kind} seed {seed}", model, hour, held_out, args.timing)})
     result = {
