@@ -82,6 +82,13 @@ def latencies(timed: list[tuple[dict, float]], reference: list[dict]) -> list[fl
     return [timed[i][1] - reference[j]["end"] for i, j in matches(found, reference, TOLERANCE_S)]
 
 
+def latency_summary(lags: list[float]) -> dict:
+    """Median and 90th percentile of the lags (None without a hit, as a 2-epoch model may
+    have) and how many there were."""
+    return {"median": statistics.median(lags) if lags else None,
+            "p90": float(np.percentile(lags, 90)) if lags else None, "hits": len(lags)}
+
+
 def false_keywords(model: Path, noise: Path) -> dict:
     """Events of detect (default settings) over each held-out noise file, per hour."""
     count, seconds = 0, 0.0
@@ -112,8 +119,7 @@ def measure(name: str, model: Path, hour: dict, held_out: Path, timing: bool) ->
     lags = latencies(timed, hour["reference"])
     result = {
         "scores": [{"threshold": t, **scores[t]} for t in sorted(scores)],
-        "latency_s": {"median": statistics.median(lags), "p90": float(np.percentile(lags, 90)),
-                      "hits": len(lags)},
+        "latency_s": latency_summary(lags),
         "noise": false_keywords(model, held_out),
     }
     if timing:
@@ -139,7 +145,7 @@ def validation(trained: dict, fsdd: Path, noise: Path, folder: Path) -> list[dic
             lags = latencies(timed, reference)
             rows.append({"kind": kind, "seed": seed, "overrides": run["overrides"],
                          "smooth": smooth, **score([e for e, _ in timed], reference, TOLERANCE_S),
-                         "median_latency_s": statistics.median(lags) if lags else None})
+                         "median_latency_s": latency_summary(lags)["median"]})
             print(rows[-1], flush=True)
     return rows
 
