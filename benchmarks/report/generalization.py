@@ -235,16 +235,17 @@ def speaker_screening(rows: list[dict]) -> str:
     (benchmarks/screen_speakers.py): one seed, each development speaker held out in turn."""
     speakers = [fold["speaker"] for fold in rows[0]["folds"]]
     lines = ["| variant | " + "".join(f"`{s}` held out | " for s in speakers)
-             + "mean | validation (mean) | measured at |",
-             "|---|" + "---|" * (len(speakers) + 3)]
+             + "mean | mean through 300-3400 Hz | validation (mean) | measured at |",
+             "|---|" + "---|" * (len(speakers) + 4)]
     for row in rows:
         changed = "".join(f" `{o}`" for o in row["overrides"])
         held_out = {fold["speaker"]: fold["held_out_accuracy"] for fold in row["folds"]}
         validation = sum(f["val_accuracy"] for f in row["folds"]) / len(row["folds"])
         named = f" ({row['name']})" if row["name"] != row["recipe"] else ""
+        band = pct(row["held_out_band_mean"]) if "held_out_band_mean" in row else "not measured"
         lines.append(f"| `{row['recipe']}`{changed}{named} | "
                      + "".join(f"{pct(held_out[s])} | " for s in speakers)
-                     + f"{pct(row['held_out_mean'])} | {pct(validation)} | "
+                     + f"{pct(row['held_out_mean'])} | {band} | {pct(validation)} | "
                      f"`{row['meta']['commit']}` |")
     return "\n".join([*lines, "", f"Seed {rows[0]['seed']} each; a variant is "
                        "`python -m benchmarks.screen_speakers NAME [KEY=VALUE ...] "
