@@ -6,8 +6,8 @@
 Every training runs once per seed (`speechrnn train ... trainer.seed=N`, see benchmarks/runs.py)
 into benchmarks/results/runs/generalization/; every number is given per seed and as the mean and
 standard deviation over seeds. ``--jobs N`` trains up to N seeds of a training at once, each in
-its own process (with ``OMP_NUM_THREADS`` = cores / N, seeds finish sooner than one after the
-other on 2 cores; the numbers do not depend on it). Parts (``--only`` runs some and keeps the others' earlier results):
+its own process (with ``OMP_NUM_THREADS`` = cores / N unless set, ``runs.torch_threads``; seeds
+finish sooner than one after the other on 2 cores; the numbers do not depend on it). Parts (``--only`` runs some and keeps the others' earlier results):
 
 - ``loso``: FSDD leave-one-speaker-out with ``--recipe`` (+ ``--override``s): one fold per
   speaker (``data.test_speakers=[SPEAKER]``; validation comes from the other speakers only),
@@ -48,7 +48,6 @@ import argparse
 import functools
 from concurrent.futures import ThreadPoolExecutor
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -176,7 +175,7 @@ class Trainer:
         folder = self.folder(name, seed)
         if folder not in self.done:
             quick = ["trainer.epochs=1"] if self.quick else []
-            run = runs.train([*overrides, *quick], seed, folder)
+            run = runs.train([*overrides, *quick], seed, folder, jobs=self.jobs)
             summary = run["summary"]
             self.done[folder] = {
                 "seed": seed, "run_dir": meta.relative(folder), "command": run["command"],
@@ -494,8 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     measured = keep_earlier(measured, earlier)
     meta.write("generalization",
                {"targets": TARGETS, "parts": {p: measured[p] for p in PARTS if p in measured}},
-               started, threads={"torch": os.environ.get("OMP_NUM_THREADS",
-                                                         "default (one per core)"),
+               started, threads={"torch": runs.torch_threads(args.jobs)
+                                 or "default (one per core)",
                                  "onnxruntime": "default (one per core)",
                                  "trainings at once": args.jobs}, quick=args.quick)
     return 0

@@ -1,20 +1,21 @@
 """Training runs for the benchmarks, and the mean and spread of a number over seeds.
 
-``train`` runs `speechrnn train` as a user would, in its own process (one at a time, so runs
-never share the cores), into a run folder under benchmarks/results/runs/ (runs-quick/ for smoke
+``train`` runs `speechrnn train` as a user would, in its own process (runs trained side by side
+share the cores: ``jobs`` of them get a share each of torch's threads), into a run folder under benchmarks/results/runs/ (runs-quick/ for smoke
 runs; both git-ignored), and returns the run's summary.json with the command that reproduces it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 from benchmarks import meta
 
@@ -26,10 +27,20 @@ def run_dir(name: str, seed: int, quick: bool, group: str = "") -> Path:
     return (root / group if group else root) / slug / f"seed{seed}"
 
 
-def train(overrides: list[str], seed: int, folder: Path, processes: int = 1) -> dict:
+def torch_threads(jobs: int) -> Optional[str]:
+    """OMP_NUM_THREADS for each of ``jobs`` trainings at once: the caller's when set, else the
+    cores shared out (None: one training, torch's default of a thread per core). Left at that
+    default, ``jobs`` trainings spin ``jobs`` x cores threads on the cores, and ran 20-50x slower
+    than alone on 2 cores."""
+    if "OMP_NUM_THREADS" in os.environ or jobs == 1:
+        return os.environ.get("OMP_NUM_THREADS")
+    return str(max(1, (os.cpu_count() or 1) // jobs))
+
+
+def train(overrides: list[str], seed: int, folder: Path, processes: int = 1, jobs: int = 1) -> dict:
     """One seed of one training: ``summary`` (the run's summary.json), ``wall_seconds`` and
     ``command`` (the `speechrnn train` line that reproduces it). ``processes`` > 1: DDP on this
-    machine through torchrun."""
+    machine through torchrun. ``jobs``: how many trainings run at once (``torch_threads``)."""
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                  f"--nproc_per_node={processes}", "-m", "speechrnn.train_cli"] if processes > 1
                 else [sys.executable, "-m", "speechrnn", "train"])
@@ -39,7 +50,9 @@ def train(overrides: list[str], seed: int, folder: Path, processes: int = 1) -> 
             if processes > 1 else "speechrnn train ") + " ".join(command[len(launcher):])
     print("$ " + line, flush=True)
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    threads = torch_threads(jobs)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL,
+                   env=None if threads is None else {**os.environ, "OMP_NUM_THREADS": threads})
     wall = time.perf_counter() - start
     return {"summary": json.loads((folder / "summary.json").read_text()),
             "wall_seconds": round(wall, 1), "command": line}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -64,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def fold(speaker: str) -> dict:
         folder = runs.run_dir(f"{args.name}/{speaker}", SEED, quick=False, group="screen_speakers")
-        run = runs.train([*base, f"data.test_speakers=[{speaker}]"], SEED, folder)
+        run = runs.train([*base, f"data.test_speakers=[{speaker}]"], SEED, folder,
+                         jobs=args.jobs)
         summary = run["summary"]
         return {"speaker": speaker, "command": run["command"],
                 "val_accuracy": summary["val_accuracy"],
@@ -79,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
            "held_out_mean": statistics.fmean(f["held_out_accuracy"] for f in folds),
            "held_out_worst": min(f["held_out_accuracy"] for f in folds),
            "held_out_band_mean": statistics.fmean(f["held_out_band_accuracy"] for f in folds),
-           "meta": meta.collect(started, {"torch": os.environ.get("OMP_NUM_THREADS",
-                                                                  "default (one per core)"),
+           "meta": meta.collect(started, {"torch": runs.torch_threads(args.jobs)
+                                          or "default (one per core)",
                                           "trainings at once": args.jobs})}
     print(json.dumps(row))
     with open(RESULTS, "a") as out:

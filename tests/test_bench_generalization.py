@@ -169,3 +169,15 @@ def test_runs_of_one_recipe_with_other_overrides_train_into_other_folders(fsdd_r
         g.loso(args, recorder)
         folders.append(recorder.folders)
     assert len(folders[0]) == len(folders[1]) == 6 and not folders[0] & folders[1]
+
+
+def test_trainings_side_by_side_share_the_cores_unless_the_caller_set_threads(monkeypatch):
+    from benchmarks import runs
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runs.os, "cpu_count", lambda: 2)
+    assert runs.torch_threads(1) is None  # one training: torch's own default
+    assert runs.torch_threads(2) == "1" and runs.torch_threads(3) == "1"
+    monkeypatch.setattr(runs.os, "cpu_count", lambda: 16)
+    assert runs.torch_threads(3) == "5"
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert runs.torch_threads(3) == "2" and runs.torch_threads(1) == "2"
