@@ -1,8 +1,9 @@
 """Training runs for the benchmarks, and the mean and spread of a number over seeds.
 
-``train`` runs `speechrnn train` as a user would, in its own process (runs trained side by side
-share the cores: ``jobs`` of them get a share each of torch's threads), into a run folder under benchmarks/results/runs/ (runs-quick/ for smoke
-runs; both git-ignored), and returns the run's summary.json with the command that reproduces it.
+``train`` runs `speechrnn train` as a user would, in its own process (``jobs`` trained side by
+side share the cores out, ``torch_threads``), into a run folder under benchmarks/results/runs/
+(runs-quick/ for smoke runs; both git-ignored), and returns the run's summary.json with the
+command that reproduces it.
 """
 
 from __future__ import annotations
