@@ -240,6 +240,8 @@ class AugmentConfig(Section):
     rt60_max: float = 0.6
     # How often a clip goes through a random microphone/line (band limits, spectral tilt).
     channel_prob: float = ranged(0.0, ge=0, le=1)
+    # The share of those clips whose line is a telephone's (narrowband: about 300-3400 Hz).
+    channel_narrowband: float = ranged(0.0, ge=0, le=1)
     # How often a clip is cut to its speech and zero-padded (like a corpus of trimmed clips).
     endpoint_prob: float = ranged(0.0, ge=0, le=1)
     # Speed and VTLP as a warp of the batch's spectrogram in the model (features.SpectralWarp),

@@ -175,11 +175,12 @@ def test_build_transform_follows_the_config(noise_root, speech):
 
 def test_build_transform_orders_every_step(noise_root):
     cfg = AugmentConfig(vtlp_min=0.9, vtlp_max=1.1, reverb_prob=0.5, rt60_min=0.2, rt60_max=0.4,
-                        channel_prob=0.7, endpoint_prob=0.5)
+                        channel_prob=0.7, channel_narrowband=0.25, endpoint_prob=0.5)
     steps = build_transform(cfg, RATE, noise_root).steps
     assert [type(s) for s in steps] == [Speed, VocalTract, TimeShift, Reverb, Channel,
                                         BackgroundNoise, Endpoint, Gain]
-    assert (steps[1].factor_min, steps[3].rt60_max, steps[4].prob, steps[6].prob) == (0.9, 0.4, 0.7, 0.5)
+    assert (steps[1].factor_min, steps[3].rt60_max, steps[4].prob, steps[4].narrowband,
+            steps[6].prob) == (0.9, 0.4, 0.7, 0.25, 0.5)
 
     warped = build_transform(AugmentConfig(**{**dataclasses.asdict(cfg), "warp_spectrogram": True}),
                              RATE, noise_root).steps
@@ -290,6 +291,23 @@ def test_channel_band_limits_and_tilts_within_its_ranges():
     np.testing.assert_array_equal(channel(speechless, np.random.default_rng(0)), speechless)
     never = Channel(RATE, prob=0.0)
     np.testing.assert_array_equal(never(impulse, np.random.default_rng(0)), impulse)
+
+
+def test_a_narrowband_channel_is_a_telephone_line_every_time(monkeypatch):
+    monkeypatch.setattr(Channel, "TILT_DB", (0.0, 0.0))  # the band limits alone
+    impulse = np.zeros(RATE, np.float32)
+    impulse[0] = 1.0
+
+    def gains(channel: Channel) -> list[np.ndarray]:
+        return [20 * np.log10(np.abs(np.fft.rfft(channel(impulse, rng))) + 1e-12)
+                for rng in rngs(20)]
+
+    for gain_db in gains(Channel(RATE, prob=1.0, narrowband=1.0)):
+        assert gain_db[100] < gain_db[1000] - 10  # an octave below the lowest high-pass, 200 Hz
+        assert gain_db[5000] < gain_db[1000] - 9  # above the highest low-pass, 3700 Hz
+    wide = gains(Channel(RATE, prob=1.0))
+    assert max(g[5000] - g[1000] for g in wide) > -3  # a microphone may keep 5 kHz
+    assert max(g[100] - g[1000] for g in wide) > -3  # and 100 Hz
 
 
 def test_endpoint_cuts_to_the_speech_and_pads_with_zeros(speech):

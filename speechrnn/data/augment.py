@@ -220,21 +220,28 @@ class Channel:
     (a small capsule, a telephone) with its cutoff drawn from ``HIGHPASS_HZ``, a low-pass (the
     band limit of a low sample rate or a telephone) from ``LOWPASS_HZ``, and a spectral tilt:
     a first-order shelf at a corner drawn from ``SHELF_HZ`` with a gain from ``TILT_DB``
-    (first-order low- and high-pass sum to one, so ``low + gain * high`` is that shelf)."""
+    (first-order low- and high-pass sum to one, so ``low + gain * high`` is that shelf).
+    A ``narrowband`` share of those clips go through a telephone line instead: the cutoffs
+    drawn from ``NARROWBAND_HIGHPASS_HZ`` and ``NARROWBAND_LOWPASS_HZ``."""
 
     sample_rate: int
     prob: float
+    narrowband: float = 0.0
     HIGHPASS_HZ = (20.0, 400.0)
     LOWPASS_HZ = (3000.0, 7500.0)
+    NARROWBAND_HIGHPASS_HZ = (200.0, 400.0)
+    NARROWBAND_LOWPASS_HZ = (3000.0, 3700.0)
     SHELF_HZ = (500.0, 3000.0)
     TILT_DB = (-12.0, 12.0)
 
     def __call__(self, samples: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         if rng.random() >= self.prob:
             return samples
-        highpass_hz = rng.uniform(*self.HIGHPASS_HZ)
+        # No draw at all without narrowband lines: recipes without them keep their random stream.
+        narrow = self.narrowband > 0 and rng.random() < self.narrowband
+        highpass_hz = rng.uniform(*(self.NARROWBAND_HIGHPASS_HZ if narrow else self.HIGHPASS_HZ))
         highpass = _biquad(highpass_hz, self.sample_rate, BUTTERWORTH_Q[2][0], "high")
-        lowpass_hz = rng.uniform(*self.LOWPASS_HZ)
+        lowpass_hz = rng.uniform(*(self.NARROWBAND_LOWPASS_HZ if narrow else self.LOWPASS_HZ))
         lowpass = [_biquad(lowpass_hz, self.sample_rate, q, "low") for q in BUTTERWORTH_Q[4]]
         corner, gain_db = rng.uniform(*self.SHELF_HZ), rng.uniform(*self.TILT_DB)
         shelf = _first_order_shelf(corner, self.sample_rate, 10 ** (gain_db / 20))
@@ -360,7 +367,7 @@ def build_transform(augment: AugmentConfig, sample_rate: int, noise_dir: Optiona
         rt60 = _pair(augment, "rt60_min", "rt60_max")
         steps.append(Reverb(sample_rate, augment.reverb_prob, *rt60))
     if augment.channel_prob > 0:
-        steps.append(Channel(sample_rate, augment.channel_prob))
+        steps.append(Channel(sample_rate, augment.channel_prob, augment.channel_narrowband))
     if noise_dir is not None and augment.noise_prob > 0:
         snr = _pair(augment, "snr_db_min", "snr_db_max")
         bank = NoiseBank(noise_dir, cache=cache)
