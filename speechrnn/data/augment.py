@@ -222,7 +222,8 @@ class Channel:
     a first-order shelf at a corner drawn from ``SHELF_HZ`` with a gain from ``TILT_DB``
     (first-order low- and high-pass sum to one, so ``low + gain * high`` is that shelf).
     A ``narrowband`` share of those clips go through a telephone line instead: the cutoffs
-    drawn from ``NARROWBAND_HIGHPASS_HZ`` and ``NARROWBAND_LOWPASS_HZ``."""
+    drawn from ``NARROWBAND_HIGHPASS_HZ`` and ``NARROWBAND_LOWPASS_HZ``, and steeper filters
+    (a line's band-pass empties the mel bands outside it, where a microphone's only tilts them)."""
 
     sample_rate: int
     prob: float
@@ -240,17 +241,21 @@ class Channel:
         # No draw at all without narrowband lines: recipes without them keep their random stream.
         narrow = self.narrowband > 0 and rng.random() < self.narrowband
         highpass_hz = rng.uniform(*(self.NARROWBAND_HIGHPASS_HZ if narrow else self.HIGHPASS_HZ))
-        highpass = _biquad(highpass_hz, self.sample_rate, BUTTERWORTH_Q[2][0], "high")
+        highpass_order, lowpass_order = (4, 8) if narrow else (2, 4)
+        highpass = [_biquad(highpass_hz, self.sample_rate, q, "high")
+                    for q in BUTTERWORTH_Q[highpass_order]]
         lowpass_hz = rng.uniform(*(self.NARROWBAND_LOWPASS_HZ if narrow else self.LOWPASS_HZ))
-        lowpass = [_biquad(lowpass_hz, self.sample_rate, q, "low") for q in BUTTERWORTH_Q[4]]
+        lowpass = [_biquad(lowpass_hz, self.sample_rate, q, "low")
+                   for q in BUTTERWORTH_Q[lowpass_order]]
         corner, gain_db = rng.uniform(*self.SHELF_HZ), rng.uniform(*self.TILT_DB)
         shelf = _first_order_shelf(corner, self.sample_rate, 10 ** (gain_db / 20))
-        return sosfilt(np.stack([highpass, *lowpass, shelf]), samples).astype(np.float32)
+        return sosfilt(np.stack([*highpass, *lowpass, shelf]), samples).astype(np.float32)
 
 
 # The Q of each second-order section of a Butterworth filter of that order.
 BUTTERWORTH_Q = {2: (1 / math.sqrt(2),),
-                 4: (1 / (2 * math.cos(math.pi / 8)), 1 / (2 * math.cos(3 * math.pi / 8)))}
+                 4: (1 / (2 * math.cos(math.pi / 8)), 1 / (2 * math.cos(3 * math.pi / 8))),
+                 8: tuple(1 / (2 * math.cos(k * math.pi / 16)) for k in (1, 3, 5, 7))}
 
 
 def _biquad(hz: float, sample_rate: int, q: float, kind: str) -> np.ndarray:
