@@ -7,7 +7,8 @@ Every training runs once per seed (`speechrnn train ... trainer.seed=N`, see ben
 into benchmarks/results/runs/generalization/; every number is given per seed and as the mean and
 standard deviation over seeds. ``--jobs N`` trains up to N seeds of a training at once, each in
 its own process (with ``OMP_NUM_THREADS`` = cores / N unless set, ``runs.torch_threads``; seeds
-finish sooner than one after the other on 2 cores; the numbers do not depend on it). Parts (``--only`` runs some and keeps the others' earlier results):
+finish sooner than one after the other on 2 cores; the numbers do not depend on it). Parts
+(``--only`` runs some and keeps the others' earlier results):
 
 - ``loso``: FSDD leave-one-speaker-out with ``--recipe`` (+ ``--override``s): one fold per
   speaker (``data.test_speakers=[SPEAKER]``; validation comes from the other speakers only),
