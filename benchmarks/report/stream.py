@@ -10,8 +10,11 @@ NAMES = {"stream": "fsdd/kws_stream --streaming, one state", "windows": "fsdd/kw
 
 
 def _mean(runs: list[dict], value, digits: int = 3) -> str:
-    """The mean over seeds (and the range when there are several)."""
-    values = [value(run) for run in runs]
+    """The mean over seeds (and the range when there are several); a latency is None for a
+    model that hit nothing, and counts for no seed."""
+    values = [v for v in map(value, runs) if v is not None]
+    if not values:
+        return "none (no hit)"
     text = f"{statistics.fmean(values):.{digits}f}"
     return text if len(values) == 1 else f"{text} ({min(values):.{digits}f}-{max(values):.{digits}f})"
 
