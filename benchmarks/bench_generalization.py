@@ -53,6 +53,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -202,6 +203,21 @@ def run_test_clips(run: dict) -> list[Clip]:
 
 def predicted(recognizer: Recognizer, clips: np.ndarray) -> list[str]:
     return [recognizer.labels[i] for i in recognizer.probabilities(clips).argmax(1)]
+
+
+def split_accuracies(run: dict, heard: list[Callable[[np.ndarray, int, int], np.ndarray]]
+                    ) -> list[float]:
+    """The run's model on its test split with each clip heard through each of ``heard``
+    (``way(samples, rate, clip_index)``): one accuracy each."""
+    recognizer = model(run)
+    test = run_test_clips(run)
+    waves = [recognizer.load(clip.path) for clip in test]
+    accuracies = []
+    for way in heard:
+        clips = np.stack([way(wave, recognizer.sample_rate, i) for i, wave in enumerate(waves)])
+        said = predicted(recognizer, clips)
+        accuracies.append(float(np.mean([a == clip.label for a, clip in zip(said, test)])))
+    return accuracies
 
 
 def fsdd_files(fsdd: Path) -> list[Path]:
@@ -390,17 +406,8 @@ def channel(args, train: Trainer) -> dict:
     for run in train.each(run_name("channel", args),
                           [f"recipe={args.recipe}", f"data.root={args.fsdd}", *args.override],
                           args.seeds):
-        recognizer = model(run)
-        test = run_test_clips(run)
-        waves = [recognizer.load(clip.path) for clip in test]
-        truth = [clip.label for clip in test]
-        accuracy = []
-        for condition in grid:
-            clips = np.stack([degrade(w, recognizer.sample_rate, condition, i)
-                              for i, w in enumerate(waves)])
-            said = predicted(recognizer, clips)
-            accuracy.append(float(np.mean([a == b for a, b in zip(said, truth)])))
-        seeds.append({**run, "accuracy": accuracy})
+        heard = [lambda wave, rate, i, c=condition: degrade(wave, rate, c, i) for condition in grid]
+        seeds.append({**run, "accuracy": split_accuracies(run, heard)})
     rows = []
     for i, condition in enumerate(grid):
         rows.append({**condition, "name": condition_name(condition),

@@ -21,11 +21,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks import meta, runs
-from benchmarks.bench_generalization import (FSDD, band_limit, fsdd_files, model, predicted,
-                                              run_test_clips)
+from benchmarks.bench_generalization import FSDD, band_limit, fsdd_files, split_accuracies
 from benchmarks.screen_default import DEV_SPEAKERS, SEED
 from speechrnn.data.fsdd import NAME
 
@@ -35,13 +32,7 @@ RESULTS = meta.RESULTS / "screen_speakers.jsonl"
 def band_accuracy(run_dir: Path) -> float:
     """The run's exported model on its test split (the held-out speaker) through the telephone
     band."""
-    run = {"run_dir": run_dir}
-    recognizer = model(run)
-    test = run_test_clips(run)
-    clips = np.stack([band_limit(recognizer.load(clip.path), recognizer.sample_rate)
-                      for clip in test])
-    return float(np.mean([said == clip.label
-                          for said, clip in zip(predicted(recognizer, clips), test)]))
+    return split_accuracies({"run_dir": run_dir}, [lambda wave, rate, _: band_limit(wave, rate)])[0]
 
 
 def main(argv: list[str] | None = None) -> int:
